@@ -46,7 +46,14 @@ from bridge.errors import (
     SourceError,
 )
 from bridge.events import EventKind, OperationEvent
-from bridge.operation import FAIL, KNOWN_STATUSES, PENDING, RUNNING, TERMINAL_STATUSES
+from bridge.operation import (
+    FAIL,
+    KNOWN_STATUSES,
+    PENDING,
+    REJECTION_REASONS,
+    RUNNING,
+    TERMINAL_STATUSES,
+)
 from bridge.state import BridgeState
 
 OTHER = "other"
@@ -67,15 +74,6 @@ KNOWN_OPERATION_TYPES = (
     "ANALYTICS",
     "KNOWN_SOLUTIONS.GENERATE",
     "PSEUDO.PSEUDO",
-)
-REJECTION_REASONS = (
-    "missing_id",
-    "missing_type",
-    "malformed",
-    "bad_datetime",
-    "absurd_progress",
-    "future_timestamp",
-    "timestamps_out_of_order",
 )
 POLL_OUTCOMES = (
     "success",

@@ -23,6 +23,15 @@ SUCCESS = "SUCCESS"
 FAIL = "FAIL"
 TERMINAL_STATUSES = frozenset({SUCCESS, FAIL})
 KNOWN_STATUSES = (PENDING, RUNNING, SUCCESS, FAIL)
+REJECTION_REASONS = (
+    "missing_id",
+    "missing_type",
+    "malformed",
+    "bad_datetime",
+    "absurd_progress",
+    "future_timestamp",
+    "timestamps_out_of_order",
+)
 
 _WIRE_DATETIME = re.compile(
     r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})?"

@@ -170,6 +170,7 @@ class Poller:
 
         vanished = []
         for operation_id in missing[:limit]:
+            self._observer.heartbeat()
             try:
                 observation = await self._client.get(operation_id)
             except PayloadError as error:

@@ -16,7 +16,7 @@ starts a new one, whose initialisation aborts whatever the old one left open.
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 from aiokafka import AIOKafkaProducer
@@ -36,6 +36,24 @@ from bridge.state import StateRecord
 logger = logging.getLogger(__name__)
 
 ProducerFactory = Callable[..., Any]
+
+
+class PublishObserver(Protocol):
+    """What the metrics module learns from the publisher."""
+
+    def transaction_aborted(self) -> None: ...
+
+    def kafka_connected(self, connected: bool) -> None: ...
+
+
+class _Unobserved:
+    def transaction_aborted(self) -> None:
+        """Nobody is counting."""
+
+    def kafka_connected(self, connected: bool) -> None:
+        """Nobody is counting."""
+
+
 FENCING_ERRORS = (
     ProducerFenced,
     InvalidProducerEpoch,
@@ -60,9 +78,11 @@ class Publisher:
     def __init__(
         self,
         settings: KafkaSettings,
+        observer: PublishObserver | None = None,
         producer_factory: ProducerFactory = AIOKafkaProducer,
     ) -> None:
         self._settings = settings
+        self._observer = observer or _Unobserved()
         self._producer_factory = producer_factory
         self._producer: Any = None
 
@@ -87,9 +107,11 @@ class Publisher:
             raise FencedError(f"producer fenced at start: {error!r}") from error
         except (KafkaError, OSError) as error:
             await _stop_quietly(producer)
+            self._observer.kafka_connected(False)
             raise PublishError(f"cannot start the Kafka producer: {error!r}") from error
 
         self._producer = producer
+        self._observer.kafka_connected(True)
         logger.info(
             "producer started (transactions %s)", "on" if self.transactional else "off"
         )
@@ -152,6 +174,7 @@ class Publisher:
         ]
 
     async def _abort_quietly(self) -> None:
+        self._observer.transaction_aborted()
         try:
             async with asyncio.timeout(STOP_TIMEOUT_SECONDS):
                 await self._producer.abort_transaction()

@@ -46,7 +46,7 @@ async def run_bridge(
     """Run until `stopping` is set; fatal errors propagate as `BridgeError`s."""
     registry = CollectorRegistry() if registry is None else registry
     metrics = BridgeMetrics(registry, config)
-    publisher = Publisher(config.kafka)
+    publisher = Publisher(config.kafka, metrics)
 
     async with serve_endpoints(config.http, registry, metrics.health) as endpoints:
         logger.info("serving /metrics, /healthz and /readyz on port %d", endpoints.port)

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import logging
 import random
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 from bridge.contract import EVENT_SCHEMA_FILE
 from bridge.events import encode_event
 from bridge.simulator.runner import run_simulator
-from bridge.simulator.settings import LoadSettings, SimulatorSettings
+from bridge.simulator.settings import FaultSettings, LoadSettings, SimulatorSettings
 from bridge.simulator.truth import replay
 from tests.bridge_harness import (
     BridgeProcess,
@@ -120,3 +121,79 @@ async def test_kill_9_at_random_moments_loses_and_repeats_nothing(
 
     assert verdict.operations >= 150
     assert verdict.exact, verdict.problems
+
+
+async def test_api_faults_lose_nothing_and_bad_items_are_skipped(
+    kafka_bootstrap: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """5xx, 429, slow and malformed answers, junk items, late rows: still exact."""
+    faults = FaultSettings(
+        server_error_probability=0.08,
+        rate_limit_probability=0.04,
+        retry_after_seconds=1.0,
+        rate_limit_no_header_probability=0.03,
+        slow_probability=0.05,
+        slow_delay_seconds=0.3,
+        malformed_probability=0.05,
+        junk_probability=0.3,
+        late_visibility_probability=0.1,
+        late_visibility_delay_seconds=2.0,
+    )
+    name = unique_name("faults")
+    settings = SimulatorSettings(
+        seed=31, load=busy_load(rate_per_second=25.0), faults=faults
+    )
+    caplog.set_level(logging.WARNING, logger="bridge")
+    async with run_simulator(settings) as sim:
+        config = bridge_config(bridge_environment(sim.base_url, kafka_bootstrap, name))
+        async with running_bridge(config):
+            assert await wait_for(lambda: _created_at_least(sim, 200), 60)
+            sim.engine.set_load(paused=True)
+            assert await wait_for(lambda: _settled(sim), 60)
+            assert await wait_for(
+                lambda: _published_all(kafka_bootstrap, name, sim), 90
+            )
+
+        published = await read_events(kafka_bootstrap, f"{name}.events", 3)
+        verdict = judge(sim.truth.records, published)
+
+    assert verdict.exact, verdict.problems
+    assert verdict.phantom == 0
+    skipped = [r for r in caplog.records if "skipped an invalid operation" in r.msg]
+    retried = [r for r in caplog.records if r.name == "bridge.toloka"]
+    assert skipped, "junk items were served but none was reported"
+    assert retried, "faults were served but no retry was logged"
+
+
+async def test_api_key_never_reaches_a_log_line_even_at_debug(
+    kafka_bootstrap: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every logger at DEBUG, faults on: the key appears in no record, no event."""
+    key = "tb-key-" + "7f3a9c" * 4
+    name = unique_name("secret")
+    faults = FaultSettings(
+        server_error_probability=0.2, malformed_probability=0.1, junk_probability=0.3
+    )
+    settings = SimulatorSettings(
+        seed=3, load=busy_load(rate_per_second=20.0), faults=faults
+    )
+    caplog.set_level(logging.DEBUG)
+    async with run_simulator(settings, token=key) as sim:
+        environment = bridge_environment(sim.base_url, kafka_bootstrap, name)
+        environment["TOLOKA_BRIDGE_TOLOKA__API_KEY"] = key
+        async with running_bridge(bridge_config(environment)):
+            assert await wait_for(lambda: _created_at_least(sim, 60), 30)
+            assert await wait_for(lambda: _published_some(kafka_bootstrap, name), 30)
+        published = await read_events(kafka_bootstrap, f"{name}.events", 3)
+
+    assert len(caplog.records) > 100
+    for record in caplog.records:
+        assert key not in record.getMessage()
+        assert key not in repr(record.args)
+        assert key not in (record.exc_text or "")
+    for _, event in published:
+        assert key.encode() not in encode_event(event)
+
+
+async def _published_some(bootstrap: str, name: str) -> bool:
+    return len(await read_events(bootstrap, f"{name}.events", 3)) > 20
