@@ -48,6 +48,11 @@ async def run_bridge(
     metrics = BridgeMetrics(registry, config)
     publisher = Publisher(config.kafka, metrics)
 
+    if not config.kafka.transactions:
+        logger.warning(
+            "kafka.transactions is false: delivery is at least once; after a crash "
+            "consumers may see an event twice and must drop repeated event_ids"
+        )
     async with serve_endpoints(config.http, registry, metrics.health) as endpoints:
         logger.info("serving /metrics, /healthz and /readyz on port %d", endpoints.port)
         try:

@@ -4,13 +4,14 @@ import asyncio
 import json
 import logging
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import jsonschema
 import pytest
 
 from bridge.contract import EVENT_SCHEMA_FILE
-from bridge.events import encode_event
+from bridge.events import OperationEvent, encode_event
 from bridge.simulator.runner import run_simulator
 from bridge.simulator.settings import FaultSettings, LoadSettings, SimulatorSettings
 from bridge.simulator.truth import replay
@@ -197,3 +198,51 @@ async def test_api_key_never_reaches_a_log_line_even_at_debug(
 
 async def _published_some(bootstrap: str, name: str) -> bool:
     return len(await read_events(bootstrap, f"{name}.events", 3)) > 20
+
+
+async def test_without_transactions_every_transition_arrives_with_stable_ids(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """At-least-once mode, killed twice: nothing lost; any repeat has the same id."""
+    name = unique_name("alo")
+    settings = SimulatorSettings(seed=41, load=busy_load(rate_per_second=20.0))
+    async with run_simulator(settings) as sim:
+        environment = bridge_environment(
+            sim.base_url,
+            kafka_bootstrap,
+            name,
+            TOLOKA_BRIDGE_KAFKA__TRANSACTIONS="false",
+        )
+        bridge = BridgeProcess(environment, tmp_path / "bridge.log")
+        for pause in (2.5, 3.5):
+            bridge.start()
+            await asyncio.sleep(pause)
+            bridge.kill()
+        bridge.start()
+        sim.engine.set_load(paused=True)
+        assert await wait_for(lambda: _settled(sim), 60)
+        assert await wait_for(lambda: _published_all(kafka_bootstrap, name, sim), 90)
+        assert bridge.terminate() == 0
+
+        published = await read_events(kafka_bootstrap, f"{name}.events", 3)
+        first_copies = list(
+            {e.event_id: (p, e) for p, e in reversed(published)}.values()
+        )
+        verdict = judge(
+            sim.truth.records, sorted(first_copies, key=_position(published))
+        )
+
+    assert verdict.exact, verdict.problems
+    assert "delivery is at least once" in (tmp_path / "bridge.log").read_text()
+    by_id: dict[str, bytes] = {}
+    for _, event in published:
+        status = (event.previous_status, event.status, event.sequence)
+        by_id.setdefault(event.event_id, repr(status).encode())
+        assert by_id[event.event_id] == repr(status).encode()
+
+
+def _position(
+    published: list[tuple[int, OperationEvent]],
+) -> Callable[[tuple[int, OperationEvent]], int]:
+    order = {id(event): index for index, (_, event) in enumerate(published)}
+    return lambda item: order[id(item[1])]

@@ -77,7 +77,10 @@ def refusal(status: int, code: str, message: str, **extra: Any) -> httpx.Respons
 
 
 def make_client(
-    handler: Handler, recorder: Recorder | None = None, **overrides: Any
+    handler: Handler,
+    recorder: Recorder | None = None,
+    jitter: float = 1.0,
+    **overrides: Any,
 ) -> TolokaClient:
     settings = TolokaSettings(
         base_url="https://toloka.test/api",
@@ -92,7 +95,7 @@ def make_client(
         transport=httpx.MockTransport(handler),
         observer=recorder,
         sleep=recorder.sleep,
-        jitter=lambda: 1.0,
+        jitter=lambda: jitter,
         clock=lambda: NOW,
     )
 
@@ -332,10 +335,7 @@ async def test_full_jitter_scales_the_backoff() -> None:
     """The delay is the jitter's fraction of the capped exponential."""
     recorder = Recorder()
     handler, _ = answers(httpx.Response(500), httpx.Response(500), page())
-    client = make_client(handler, recorder)
-    client._jitter = lambda: 0.25
-
-    async with client:
+    async with make_client(handler, recorder, jitter=0.25) as client:
         await client.search(QUERY)
 
     assert recorder.delays == [0.125, 0.25]
