@@ -55,3 +55,7 @@ demo: venv  ## run the simulator, a broker and the bridge; watch events live
 .PHONY: clean
 clean:  ## remove caches and run directories (not the venv or the Kafka jars)
 	rm -rf .run .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+.PHONY: helm-lint
+helm-lint: venv  ## helm lint --strict, helm template + kubeconform (default and all-on values)
+	dev/helm.sh lint

@@ -82,8 +82,10 @@ async def ensure_topics(settings: KafkaSettings) -> None:
         missing = [name for name in wanted if name not in existing]
         if missing:
             await _create(admin, settings, {name: wanted[name] for name in missing})
-        await _check_partitions(admin, wanted)
-        await _check_state_compacted(admin, settings.state_topic)
+        existed = {name: wanted[name] for name in wanted if name in existing}
+        await _check_partitions(admin, existed)
+        if settings.state_topic in existing:
+            await _check_state_compacted(admin, settings.state_topic)
     except KafkaError as error:
         raise PublishError(f"cannot inspect or create topics: {error!r}") from error
     finally:
@@ -117,6 +119,8 @@ async def _check_partitions(
     for topic in await admin.describe_topics(list(wanted)):
         name, partitions = topic["topic"], len(topic["partitions"])
         expected = wanted[name][0]
+        if partitions == 0:
+            raise PublishError(f"topic {name!r} has no partitions in the metadata yet")
         if partitions != expected:
             raise TopicError(
                 f"topic {name!r} has {partitions} partitions, the configuration says "

@@ -32,6 +32,9 @@ CONFIG_ENV = "TOLOKA_BRIDGE_CONFIG"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # As PID 1 in a container a signal with the default action is ignored; until the
+    # event loop installs its handlers, SIGTERM interrupts like Ctrl-C instead.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["simulate"]:
         return _simulate(argv[1:])
@@ -48,6 +51,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"toloka-bridge: configuration error: {error}", file=sys.stderr)
         return error.exit_code
+    except KeyboardInterrupt:
+        print("toloka-bridge: stopped before it started", file=sys.stderr)
+        return 0
 
 
 def _parser() -> argparse.ArgumentParser:

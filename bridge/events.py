@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from bridge.operation import WireOperation
+
 SPEC_VERSION = "1.0"
 TYPE_PREFIX = "org.tolokabridge.operation"
 SCHEMA_VERSION = 1
@@ -106,16 +108,9 @@ class OperationEvent(msgspec.Struct, frozen=True, kw_only=True):
         return f"{TYPE_PREFIX}.{self.kind}.v{SCHEMA_VERSION}"
 
 
-class OperationDocument(msgspec.Struct, kw_only=True):
+class OperationDocument(WireOperation, kw_only=True):
     """The operation as Toloka returned it; used only to describe `operation`."""
 
-    id: str
-    type: str
-    status: str
-    submitted: str
-    started: str | None = None
-    finished: str | None = None
-    progress: int | None = None
     parameters: dict[str, Any] | None = None
     details: Any = None
 
