@@ -52,6 +52,18 @@ schemas: venv  ## regenerate schemas/ from the code
 demo: venv  ## run the simulator, a broker and the bridge; watch events live
 	dev/demo.sh
 
+.PHONY: bench
+bench: venv  ## benchmarks, short profile (a few minutes); writes bench/results/
+	dev/with-kafka.sh $(BIN)/python -m bench --profile short
+
+.PHONY: bench-long
+bench-long: venv  ## benchmarks at release sizes (100k operations); writes bench/results/
+	dev/with-kafka.sh $(BIN)/python -m bench --profile long
+
+.PHONY: chaos
+chaos: venv  ## the long reliability suite; rewrites the README's results tables
+	dev/with-kafka.sh $(BIN)/python dev/chaos.py --scale long
+
 .PHONY: clean
 clean:  ## remove caches and run directories (not the venv or the Kafka jars)
 	rm -rf .run .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -6,6 +6,7 @@
     │   ├── AuthError        the API refused our credentials (401/403); fatal (exit 3)
     │   ├── QuotaError       a 429 asked us to wait longer than the configured ceiling
     │   └── ResponseError    a non-2xx answer or an unusable body after the retries
+    │       └── OversizedError   an answer over toloka.max_response_bytes
     ├── PayloadError         one item from the API is unusable; skipped and counted
     └── PublishError         Kafka did not take a batch; nothing was advanced
         ├── FencedError      another instance took over our transactional id (exit 4)
@@ -62,6 +63,13 @@ class ResponseError(SourceError):
         super().__init__(message)
         self.status_code = status_code
         self.retriable = retriable
+
+
+class OversizedError(ResponseError):
+    """An answer exceeded `toloka.max_response_bytes`; a smaller page may fit."""
+
+    def __init__(self, message: str, status_code: int | None = None) -> None:
+        super().__init__(message, status_code, retriable=False)
 
 
 class PayloadError(BridgeError):

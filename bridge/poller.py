@@ -27,12 +27,12 @@ from typing import Protocol
 from bridge import __version__
 from bridge.config import Config, start_moment
 from bridge.cycle import Cycle, CycleObserver, CycleOptions, CycleTally
-from bridge.errors import BridgeError, PayloadError, SourceError
+from bridge.errors import BridgeError, PayloadError, PublishError, SourceError
 from bridge.events import EventSource, ScanName
 from bridge.operation import PENDING, RUNNING, DecodedPage
 from bridge.publisher import Publisher
 from bridge.scan import TimeField, scan_by_status, scan_by_time
-from bridge.state import BridgeState, Cursor, StateKeys
+from bridge.state import BridgeState, Cursor, StateKeys, restore_state
 from bridge.toloka import TolokaClient
 
 logger = logging.getLogger(__name__)
@@ -66,6 +66,7 @@ class Poller:
             bridge_version=__version__,
         )
         self._keys = StateKeys(config.toloka.environment, config.toloka.account)
+        self._outcome_unknown = False
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Poll every interval; retriable failures back off, fatal ones propagate."""
@@ -94,6 +95,7 @@ class Poller:
     async def run_cycle(self) -> CycleTally:
         """One cycle: scan, detect, publish, then advance the cursor."""
         began = self._clock()
+        await self._reload_if_unsure(began)
         cursor = self._state.cursor or self._cold_start_cursor(began)
         options = self._cycle_options(cursor)
         cycle = Cycle(
@@ -102,12 +104,38 @@ class Poller:
         try:
             await self._complete(cycle, cursor)
         except BridgeError as error:
+            self._outcome_unknown |= isinstance(error, PublishError)
             self._report(cycle, began, error)
             raise
 
         self._report(cycle, began, None)
         logger.debug("poll cycle done: %s", cycle.tally)
         return cycle.tally
+
+    async def _reload_if_unsure(self, began: datetime) -> None:
+        """After a failed publish, read back what Kafka kept before publishing again.
+
+        A publish that failed may have landed all the same: a commit the broker
+        received but did not answer in time is applied when it wakes up. Publishing
+        from memory would then repeat the batch. Starting the producer first settles
+        that transaction (the broker completes or aborts it before it admits the new
+        producer), so the state read back is exactly what consumers see.
+        """
+        if not self._outcome_unknown:
+            return
+
+        try:
+            await self._publisher.start()
+            self._state = await restore_state(self._config.kafka, self._keys)
+        except BridgeError as error:
+            seconds = (self._clock() - began).total_seconds()
+            self._observer.cycle_finished(CycleTally(), seconds, error)
+            raise
+        self._outcome_unknown = False
+        logger.info(
+            "state read again after a failed publish: %d tracked operations",
+            len(self._state.tracked),
+        )
 
     async def _complete(self, cycle: Cycle, cursor: Cursor) -> None:
         """Scan everything, then land the rest with the new cursor and tombstones."""

@@ -60,6 +60,9 @@ FENCING_ERRORS = (
     TransactionalIdAuthorizationFailed,
 )
 STOP_TIMEOUT_SECONDS = 5.0
+GIVE_UP_SECONDS = 1.0
+"""How long a failed publish waits for its abort and its producer's stop: the broker
+did not answer in time already, and the next producer aborts what this one left."""
 
 
 class Batch(msgspec.Struct, frozen=True):
@@ -132,7 +135,8 @@ class Publisher:
             await self._discard()
             raise FencedError(f"another instance took over: {error!r}") from error
         except (KafkaError, OSError, TimeoutError) as error:
-            await self._discard()
+            self._observer.kafka_connected(False)
+            await self._discard(GIVE_UP_SECONDS)
             raise PublishError(f"Kafka did not take the batch: {error!r}") from error
 
     async def stop(self) -> None:
@@ -176,15 +180,15 @@ class Publisher:
     async def _abort_quietly(self) -> None:
         self._observer.transaction_aborted()
         try:
-            async with asyncio.timeout(STOP_TIMEOUT_SECONDS):
+            async with asyncio.timeout(GIVE_UP_SECONDS):
                 await self._producer.abort_transaction()
         except (KafkaError, TimeoutError) as error:
             logger.warning("abort failed, the next producer will fence it: %r", error)
 
-    async def _discard(self) -> None:
+    async def _discard(self, timeout_seconds: float = STOP_TIMEOUT_SECONDS) -> None:
         producer, self._producer = self._producer, None
         if producer is not None:
-            await _stop_quietly(producer)
+            await _stop_quietly(producer, timeout_seconds)
 
     def _producer_options(self) -> dict[str, Any]:
         settings = self._settings
@@ -204,9 +208,11 @@ class Publisher:
         return options
 
 
-async def _stop_quietly(producer: Any) -> None:
+async def _stop_quietly(
+    producer: Any, timeout_seconds: float = STOP_TIMEOUT_SECONDS
+) -> None:
     try:
-        async with asyncio.timeout(STOP_TIMEOUT_SECONDS):
+        async with asyncio.timeout(timeout_seconds):
             await producer.stop()
     except (KafkaError, OSError, TimeoutError) as error:
         logger.debug("producer did not stop cleanly: %r", error)

@@ -32,15 +32,18 @@ The next query is decided by pure functions (`time_query`, `advance_time`,
 I/O; the async generators only run them against a client.
 """
 
-from collections.abc import AsyncIterator, Sequence
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Literal, Protocol
+from typing import Literal, Protocol, TypeVar
 
 import msgspec
 
-from bridge.errors import PayloadError, ResponseError
+from bridge.errors import OversizedError, PayloadError, ResponseError
 from bridge.operation import DecodedPage, Observation
 from bridge.toloka import SearchQuery
+
+logger = logging.getLogger(__name__)
 
 TimeField = Literal["submitted", "finished"]
 
@@ -78,6 +81,9 @@ class StatusCursor(msgspec.Struct, frozen=True, kw_only=True):
     status: str
     limit: int
     after: str | None = None
+
+
+AnyCursor = TypeVar("AnyCursor", TimeCursor, StatusCursor)
 
 
 def first_time_cursor(
@@ -168,7 +174,7 @@ async def scan_by_time(
     cursor: TimeCursor | None = first_time_cursor(field, since, limit)
     passed: set[str] = set()
     while cursor is not None:
-        page = await client.search(time_query(cursor))
+        cursor, page = await _read_fitting(client, cursor, time_query)
         fresh = fresh_observations(cursor, page.observations)
         yield _page_of(fresh, _unpassed(page.rejected, passed), page)
         cursor = advance_time(cursor, page)
@@ -186,10 +192,29 @@ async def scan_by_status(
     cursor: StatusCursor | None = StatusCursor(status=status, limit=limit)
     passed: set[str] = set()
     while cursor is not None:
-        page = await client.search(status_query(cursor))
+        cursor, page = await _read_fitting(client, cursor, status_query)
         rejected = _unpassed(page.rejected, passed)
         yield _page_of(page.observations, rejected, page)
         cursor = advance_status(cursor, page)
+
+
+async def _read_fitting(
+    client: SearchClient, cursor: AnyCursor, query: Callable[[AnyCursor], SearchQuery]
+) -> tuple[AnyCursor, DecodedPage]:
+    """The page at `cursor`, asked again with half the limit while it is too large.
+
+    The smaller limit stays for the rest of the scan. An operation too large on its
+    own still raises `OversizedError`, which stops the bridge with a message naming
+    `toloka.max_response_bytes`.
+    """
+    while True:
+        try:
+            return cursor, await client.search(query(cursor))
+        except OversizedError as error:
+            if cursor.limit <= 1:
+                raise
+            cursor = msgspec.structs.replace(cursor, limit=cursor.limit // 2)
+            logger.warning("%s; asking again for %d at a time", error, cursor.limit)
 
 
 def _advance_subscan(cursor: TimeCursor, page: DecodedPage) -> TimeCursor | None:

@@ -88,13 +88,15 @@ async def connect(
             if not error.retriable:
                 raise
             attempt += 1
-            delay = CONNECT_BACKOFF_SECONDS[
-                min(attempt, len(CONNECT_BACKOFF_SECONDS)) - 1
-            ]
-            if loop.time() + delay > deadline:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
                 raise _unreachable(config, error) from error
+            delay = min(
+                CONNECT_BACKOFF_SECONDS[min(attempt, len(CONNECT_BACKOFF_SECONDS)) - 1],
+                remaining,
+            )
             logger.warning(
-                "Kafka not ready (attempt %d), retrying in %.0fs: %s",
+                "Kafka not ready (attempt %d), retrying in %.1fs: %s",
                 attempt,
                 delay,
                 error,

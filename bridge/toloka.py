@@ -10,7 +10,8 @@ Every request goes through one loop. An attempt ends in one of three ways:
   for a full-jitter exponential backoff. A wait longer than
   `max_retry_after_seconds` raises `QuotaError` at once instead of sleeping;
 - a failure that retrying cannot fix: 401/403 (`AuthError`), any other status,
-  or a body larger than `max_response_bytes` (`ResponseError(retriable=False)`).
+  or a body larger than `max_response_bytes` (`OversizedError`; the scans then
+  ask again for a smaller page, see `bridge.scan`).
 
 After `max_attempts` attempts the last failure surfaces as a `ResponseError` carrying
 the last status. httpx exceptions never leave this module. Neither the key nor the
@@ -35,7 +36,13 @@ import msgspec
 
 import bridge
 from bridge.config import TolokaSettings
-from bridge.errors import AuthError, ConfigError, QuotaError, ResponseError
+from bridge.errors import (
+    AuthError,
+    ConfigError,
+    OversizedError,
+    QuotaError,
+    ResponseError,
+)
 from bridge.operation import (
     DecodedPage,
     ItemRules,
@@ -432,12 +439,11 @@ def _seconds_until_http_date(text: str, now: datetime) -> float | None:
     return max(0.0, (moment - now).total_seconds())
 
 
-def _oversized(endpoint: str, status_code: int, limit: int) -> ResponseError:
-    return ResponseError(
+def _oversized(endpoint: str, status_code: int, limit: int) -> OversizedError:
+    return OversizedError(
         f"{endpoint} answer is larger than toloka.max_response_bytes = {limit}; "
         "refused without reading the rest",
         status_code,
-        retriable=False,
     )
 
 

@@ -56,7 +56,7 @@ class JunkItem(msgspec.Struct, omit_defaults=True):
 
     id: str | None = None
     type: str | None = None
-    status: str = "SUCCESS"
+    status: str | None = None
     submitted: str = ""
     started: str | None = None
     finished: str | None = None
@@ -153,7 +153,9 @@ class FaultInjector:
         while exists(op_id):
             op_id = f"{self._rng.getrandbits(96):024x}"
         now = format_wire_time(now_us)
-        item = JunkItem(id=op_id, type="POOL.OPEN", submitted=now, started=now)
+        item = JunkItem(
+            id=op_id, type="POOL.OPEN", status="SUCCESS", submitted=now, started=now
+        )
         item.finished = now
         if kind == "missing_id":
             item.id = None

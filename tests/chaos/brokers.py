@@ -45,7 +45,9 @@ def _run_script(script: Path, command: str, environment: dict[str, str]) -> str:
     )
     output = result.stdout + result.stderr
     if result.returncode != 0:
-        raise BrokerError(f"{script.name} {command} exited {result.returncode}: {output}")
+        raise BrokerError(
+            f"{script.name} {command} exited {result.returncode}: {output}"
+        )
     return output
 
 

@@ -1,4 +1,4 @@
-"""The bridge as a child process: its log, its probes and its metrics, read from outside.
+"""The bridge as a child process: its log, probes and metrics, read from outside.
 
 `ChaosBridge` wraps the harness's `BridgeProcess` with a fixed HTTP port (so /metrics
 and /readyz can be scraped), a log file whose part per run can be read back, and a
@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.bridge_harness import REPO, BridgeProcess
 
 STOP_TIMEOUT_SECONDS = 60.0
-LINE_POLL_SECONDS = 0.02
+LINE_POLL_SECONDS = 0.005
 
 
 def free_port() -> int:
@@ -97,11 +97,15 @@ class ChaosBridge:
     def kill(self) -> None:
         self._process.kill()
 
-    def terminate(self) -> int:
-        """SIGTERM and wait: the exit code of a clean shutdown."""
-        return self._process.terminate()
+    async def terminate(self) -> int:
+        """SIGTERM and wait (off the event loop, which may serve the simulator)."""
+        return await asyncio.to_thread(self._process.terminate)
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
+        """`ensure_stopped` off the event loop."""
+        await asyncio.to_thread(self.ensure_stopped)
+
+    def ensure_stopped(self) -> None:
         """Make sure the process is gone: SIGTERM, then SIGKILL after a grace period."""
         process = self._process.process
         if process is None or process.poll() is not None:
@@ -132,12 +136,21 @@ class ChaosBridge:
             await asyncio.sleep(LINE_POLL_SECONDS)
         return False
 
-    async def wait_for_exit(self, timeout_seconds: float) -> int | None:
+    async def wait_for_line_after(
+        self, marker: str, text: str, timeout_seconds: float
+    ) -> bool:
+        """Wait until the current run logs `text` on a line after the `marker` line."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_seconds
-        while loop.time() < deadline and self.alive():
-            await asyncio.sleep(0.1)
-        return self.returncode()
+        while loop.time() < deadline:
+            log = self.run_log()
+            start = log.find(marker)
+            if start >= 0 and text in log[start:]:
+                return True
+            if not self.alive():
+                return False
+            await asyncio.sleep(LINE_POLL_SECONDS)
+        return False
 
     async def metrics(self) -> Samples | None:
         """A scrape of /metrics, or None when the endpoint does not answer."""

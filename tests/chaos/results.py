@@ -1,4 +1,4 @@
-"""What a scenario found: figures from the judge, named checks, and the results table."""
+"""What a scenario found: the judge's figures, named checks, and the results table."""
 
 import msgspec
 
@@ -83,7 +83,9 @@ def render_table(results: list[ScenarioResult]) -> str:
     for result in results:
         figures = [_figure(result.transitions), _figure(result.lost)]
         figures.append(_figure(result.duplicated))
-        lines.append(f"| {result.scenario} | {' | '.join(figures)} | {result.outcome} |")
+        lines.append(
+            f"| {result.scenario} | {' | '.join(figures)} | {result.outcome} |"
+        )
     return "\n".join(lines) + "\n"
 
 
