@@ -36,14 +36,16 @@ from bench.latency import run_latency
 from bench.procs import REPO, Children
 from bench.profiles import PROFILES, Profile
 from bench.profiling import run_profile
-from bench.report import render_markdown
+from bench.report import render_markdown, render_readme_block
 from bench.results import BenchResults, Machine
 from bench.steady import run_steady
 from bench.summary import api_model, headline
+from dev.readme_block import rewrite_readme
 
 log = logging.getLogger("bench")
 
 SCENARIOS = ("steady", "catchup", "latency", "profile")
+DEFAULT_OUTPUT_DIR = REPO / "bench" / "results"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.render is not None:
         results = msgspec.json.decode(args.render.read_bytes(), type=BenchResults)
         _write(results, args.output_dir, args.render.parent)
+        _update_readme(results, args)
         return 0
 
     profile = PROFILES[args.profile]
@@ -76,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         log.error("interrupted; every child process was stopped, nothing written")
         return 130
     _write(results, args.output_dir, run_dir)
+    _update_readme(results, args)
     return 1 if results.errors else 0
 
 
@@ -93,13 +97,18 @@ def _parser() -> argparse.ArgumentParser:
         type=lambda text: [int(part) for part in text.split(",")],
         help="comma-separated running-operation counts (default: the profile's)",
     )
-    parser.add_argument("--output-dir", type=Path, default=REPO / "bench" / "results")
+    parser.add_argument("--output-dir", type=Path, default=DEFAULT_OUTPUT_DIR)
     parser.add_argument("--bootstrap", default=_default_bootstrap())
     parser.add_argument(
         "--bridge-wrapper",
         type=shlex.split,
         help="command prefix for every bridge instead of the plain interpreter, e.g. "
         "'python /tmp/patched.py' to measure a candidate change; gets '-m bridge run'",
+    )
+    parser.add_argument(
+        "--no-readme",
+        action="store_true",
+        help="leave README.md (it is only rewritten after a complete run anyway)",
     )
     parser.add_argument(
         "--render",
@@ -185,6 +194,15 @@ async def _attempt(
         traceback.print_exc()
         results.errors.append(f"{name}: {error!r}")
     log.info("scenario %s: done in %.0f s", name, time.monotonic() - began)
+
+
+def _update_readme(results: BenchResults, args: argparse.Namespace) -> None:
+    """A complete, error-free run into the default place refreshes README.md."""
+    partial = args.only or args.steady_sizes or results.errors
+    if args.no_readme or partial or args.output_dir != DEFAULT_OUTPUT_DIR:
+        return
+    rewrite_readme({"bench-results": render_readme_block(results)})
+    log.info("rewrote the benchmark table in README.md")
 
 
 def _machine() -> Machine:

@@ -15,7 +15,6 @@ scenario is written as it is (the table says FAIL) and the exit code is 1.
 
 import argparse
 import asyncio
-import re
 import sys
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from dev.readme_block import README, rewrite_readme  # noqa: E402
 from tests.chaos.context import SCALES  # noqa: E402
 from tests.chaos.results import (  # noqa: E402
     ScenarioResult,
@@ -32,10 +32,6 @@ from tests.chaos.results import (  # noqa: E402
 from tests.chaos.runner import SCENARIOS, run_suite, write_results  # noqa: E402
 from tests.chaos.storms import STORMS  # noqa: E402
 from tests.conftest import broker_problem, configured_bootstrap  # noqa: E402
-
-README = REPO / "README.md"
-RESULTS_MARKERS = ("<!-- chaos-results:start -->", "<!-- chaos-results:end -->")
-BEHAVIOUR_MARKERS = ("<!-- chaos-behaviour:start -->", "<!-- chaos-behaviour:end -->")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,18 +59,14 @@ def main(argv: list[str] | None = None) -> int:
     print(render_table(results))
     print(f"chaos: {minutes:.1f} min; every check in {output}", file=sys.stderr)
     if not args.no_readme:
-        update_readme(results, scale.name, minutes)
+        rewrite_readme(
+            {
+                "chaos-results": results_block(results, scale.name, minutes),
+                "chaos-behaviour": behaviour_table(),
+            }
+        )
         print(f"chaos: rewrote the tables in {README}", file=sys.stderr)
     return 0 if all(result.passed for result in results) else 1
-
-
-def update_readme(results: list[ScenarioResult], scale: str, minutes: float) -> None:
-    text = README.read_text()
-    text = replace_between(
-        text, RESULTS_MARKERS, results_block(results, scale, minutes)
-    )
-    text = replace_between(text, BEHAVIOUR_MARKERS, behaviour_table())
-    README.write_text(text)
 
 
 def results_block(results: list[ScenarioResult], scale: str, minutes: float) -> str:
@@ -98,15 +90,6 @@ def behaviour_table() -> str:
     ]
     lines += [f"| {s.title} | {s.fault} | {s.behaviour} |" for s in STORMS]
     return "\n".join(lines) + "\n"
-
-
-def replace_between(text: str, markers: tuple[str, str], content: str) -> str:
-    start, end = markers
-    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.DOTALL)
-    if not pattern.search(text):
-        raise SystemExit(f"chaos: {start} ... {end} not found in {README}")
-    replacement = f"{start}\n{content}{end}"
-    return pattern.sub(lambda _: replacement, text, count=1)
 
 
 if __name__ == "__main__":
