@@ -26,18 +26,16 @@
 # mode-600 argument file (`java @file`).
 set -euo pipefail
 
-SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-REPO_ROOT="$(cd "$SCRIPT_DIR/../.." && pwd)"
-POM="$SCRIPT_DIR/pom.xml"
-
-KAFKA_VERSION="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$POM")"
-CACHE_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/toloka-bridge/kafka-$KAFKA_VERSION"
-LIBS_DIR="$CACHE_DIR/libs"
+SCRIPT_NAME=secure.sh
+# shellcheck source=dev/kafka/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+PROBE_SOURCE="$SCRIPT_DIR/SecureBrokerReady.java"
 
 PORT="${SECURE_KAFKA_PORT:-29792}"
-CONTROLLER_PORT="${SECURE_KAFKA_CONTROLLER_PORT:-$((PORT + 1))}"
+CONTROLLER_PORT="${SECURE_KAFKA_CONTROLLER_PORT:-}"  # default: PORT + 1, set by check_settings
 CLIENT_USER="${SECURE_KAFKA_USER:-bridge}"
 START_TIMEOUT="${SECURE_KAFKA_START_TIMEOUT:-90}"
+STOP_TIMEOUT=30
 RUN_DIR="$REPO_ROOT/.run/kafka-secure-$PORT"
 TLS_DIR="$RUN_DIR/tls"
 CLIENT_DIR="$RUN_DIR/client"
@@ -46,17 +44,12 @@ PROPERTIES="$RUN_DIR/server.properties"
 LOG_FILE="$RUN_DIR/broker.log"
 PID_FILE="$RUN_DIR/kafka.pid"
 BOOTSTRAP="127.0.0.1:$PORT"
-TOOL_JVM_OPTS=(-XX:TieredStopAtLevel=1 -XX:+UseSerialGC)
-
-say() { printf 'secure.sh: %s\n' "$*"; }
-die() { printf 'secure.sh: error: %s\n' "$*" >&2; exit 1; }
 
 check_settings() {
-    local name value
-    for name in PORT CONTROLLER_PORT START_TIMEOUT; do
-        value="${!name}"
-        [[ "$value" =~ ^[0-9]+$ ]] || die "$name must be a whole number, got '$value'"
-    done
+    require_whole_numbers PORT
+    CONTROLLER_PORT="${CONTROLLER_PORT:-$((PORT + 1))}"
+    require_whole_numbers CONTROLLER_PORT START_TIMEOUT
+    local value
     ((PORT != CONTROLLER_PORT)) || die "the client and controller ports are both $PORT"
     for value in "$PORT" "$CONTROLLER_PORT"; do
         ((value != 9092 && value != 9093)) ||
@@ -65,49 +58,13 @@ check_settings() {
     [[ "$CLIENT_USER" =~ ^[A-Za-z0-9._-]+$ ]] || die "SECURE_KAFKA_USER '$CLIENT_USER' is not a plain name"
 }
 
-require_tool() {
-    command -v "$1" >/dev/null 2>&1 || die "'$1' not found on PATH: $2"
-}
-
 require_jars() {
     [[ -f "$LIBS_DIR/.pom-sha256" ]] ||
         die "no Kafka jars in $LIBS_DIR; run dev/kafka/kafka.sh up once to resolve them"
 }
 
-port_in_use() {
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-
-# The pid from the pid file when that process is the broker started here for this port.
-running_pid() {
-    [[ -f "$PID_FILE" ]] || return 0
-    local pid
-    pid="$(cat "$PID_FILE")"
-    if [[ "$pid" =~ ^[0-9]+$ ]] && ps -ww -o args= -p "$pid" 2>/dev/null |
-        grep -qF -- "kafka.Kafka $PROPERTIES"; then
-        printf '%s\n' "$pid"
-        return 0
-    fi
-    rm -f "$PID_FILE"
-}
-
-print_log_tail() {
-    [[ -f "$LOG_FILE" ]] || return 0
-    printf '%s\n' "---- last 40 lines of $LOG_FILE ----" >&2
-    tail -n 40 "$LOG_FILE" >&2
-    printf '%s\n' "---- end of broker log ----" >&2
-}
-
 random_secret() {
     head -c 24 /dev/urandom | base64 | tr '+/' '-_' | tr -d '='
-}
-
-random_cluster_id() {
-    local id="-"
-    while [[ "$id" == -* ]]; do
-        id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | cut -c1-22)"
-    done
-    printf '%s\n' "$id"
 }
 
 # --- TLS: a CA that lives as long as this run, and a broker certificate for 127.0.0.1 -------
@@ -173,20 +130,7 @@ ssl.truststore.type=PEM
 ssl.truststore.location=$TLS_DIR/ca.pem
 ssl.client.auth=none
 
-offsets.topic.replication.factor=1
-offsets.topic.num.partitions=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-transaction.state.log.num.partitions=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
-share.coordinator.state.topic.num.partitions=1
-auto.create.topics.enable=false
-group.initial.rebalance.delay.ms=0
-group.min.session.timeout.ms=1000
-transaction.abort.timed.out.transaction.cleanup.interval.ms=1000
-log.cleaner.backoff.ms=1000
-log.cleaner.dedupe.buffer.size=16777216
+$(single_node_properties)
 EOF
     )
 }
@@ -240,109 +184,18 @@ format_storage() {
     fi
 }
 
-launch_broker() {
-    # shellcheck disable=SC2016  # $$ is for the inner shell
-    setsid bash -c 'echo $$ >"$0"; exec "$@"' "$PID_FILE" \
-        java -Xms256m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
-        -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true \
-        -Dorg.slf4j.simpleLogger.logFile=System.out \
-        -Dorg.slf4j.simpleLogger.showDateTime=true \
-        -Dorg.slf4j.simpleLogger.dateTimeFormat=HH:mm:ss.SSS \
-        -cp "$LIBS_DIR/*" kafka.Kafka "$PROPERTIES" \
-        </dev/null >>"$LOG_FILE" 2>&1 9>&- &
-    local waited=0
-    while [[ ! -s "$PID_FILE" ]] && ((waited < 50)); do
-        sleep 0.1
-        waited=$((waited + 1))
-    done
-    [[ -s "$PID_FILE" ]] || { print_log_tail; die "the broker process did not start"; }
-}
-
 # --- readiness: Kafka's own admin client, authenticated with the client's SCRAM user ------
 
-PROBE_SOURCE='
-import java.io.FileInputStream;
-import java.util.Properties;
-import java.util.concurrent.TimeUnit;
-import org.apache.kafka.clients.admin.Admin;
-
-public final class SecureBrokerReady {
-  public static void main(String[] args) throws Exception {
-    Properties properties = new Properties();
-    try (FileInputStream in = new FileInputStream(args[0])) {
-      properties.load(in);
-    }
-    properties.put("request.timeout.ms", "3000");
-    properties.put("default.api.timeout.ms", "4000");
-    long pid = Long.parseLong(args[1]);
-    long deadline = System.nanoTime() + (long) (Double.parseDouble(args[2]) * 1e9);
-    String problem = "no attempt was made";
-    try (Admin admin = Admin.create(properties)) {
-      while (System.nanoTime() < deadline) {
-        if (!ProcessHandle.of(pid).map(ProcessHandle::isAlive).orElse(false)) {
-          System.err.println("broker process " + pid + " exited while starting");
-          System.exit(3);
-        }
-        try {
-          int topics = admin.listTopics().names().get(4, TimeUnit.SECONDS).size();
-          System.out.println("SCRAM-SHA-512 client got metadata (" + topics + " topics)");
-          System.exit(0);
-        } catch (Exception e) {
-          problem = String.valueOf(e.getCause() == null ? e : e.getCause());
-        }
-        Thread.sleep(250);
-      }
-    }
-    System.err.println("no answer: " + problem);
-    System.exit(2);
-  }
-}
-'
-
-compile_probe() {
-    local digest
-    digest="$(printf '%s' "$PROBE_SOURCE" | sha256sum | cut -c1-16)"
-    PROBE_CLASSES="$CACHE_DIR/secure-probe-$digest"
-    [[ -f "$PROBE_CLASSES/SecureBrokerReady.class" ]] && return 0
-
-    require_tool javac "install a JDK 17+ (Debian: apt-get install -y openjdk-17-jdk-headless)"
-    local staging="$PROBE_CLASSES.partial.$$"
-    rm -rf "$staging"
-    mkdir -p "$staging"
-    printf '%s' "$PROBE_SOURCE" >"$staging/SecureBrokerReady.java"
-    javac --release 17 -nowarn -cp "$LIBS_DIR/*" -d "$staging" "$staging/SecureBrokerReady.java" ||
-        die "could not compile the readiness probe"
-    rm -rf "$PROBE_CLASSES"
-    mv "$staging" "$PROBE_CLASSES"
-}
-
 probe_ready() {
-    java "${TOOL_JVM_OPTS[@]}" -Dorg.slf4j.simpleLogger.defaultLogLevel=off \
-        -cp "$PROBE_CLASSES:$LIBS_DIR/*" SecureBrokerReady "$CLIENT_DIR/client.properties" "$1" "$2"
-}
-
-stop_pid() {
-    local pid="$1" tenths=0
-    kill -TERM "$pid" 2>/dev/null || true
-    while kill -0 "$pid" 2>/dev/null && ((tenths < 300)); do
-        sleep 0.1
-        tenths=$((tenths + 1))
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        say "broker pid $pid ignored SIGTERM for 30s; sending SIGKILL"
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    rm -f "$PID_FILE"
+    run_probe SecureBrokerReady "$CLIENT_DIR/client.properties" "$1" "$2"
 }
 
 # --- subcommands --------------------------------------------------------------------------
 
 cmd_up() {
-    require_tool java "install a JDK 17+ (Debian: apt-get install -y openjdk-17-jdk-headless)"
+    require_tool java "$JDK_HINT"
     require_jars
-    mkdir -p "$RUN_DIR"
-    exec 9>"$RUN_DIR/lock"
-    flock -w 120 9 || die "another secure.sh holds $RUN_DIR/lock"
+    lock_run_dir
 
     local pid
     pid="$(running_pid)"
@@ -365,8 +218,8 @@ cmd_up() {
     write_properties "$admin_password"
     write_client_properties "$client_password"
     format_storage "$admin_password" "$client_password"
-    compile_probe
-    launch_broker
+    compile_probe "$PROBE_SOURCE"
+    launch_broker "-Xms256m -Xmx512m"
     pid="$(cat "$PID_FILE")"
     say "started a SASL_SSL broker (pid $pid), log $LOG_FILE"
 
@@ -382,20 +235,6 @@ cmd_up() {
     say "CA certificate: $CLIENT_DIR/ca.pem; user: $CLIENT_USER; password file: $password_file"
 }
 
-cmd_down() {
-    mkdir -p "$RUN_DIR"
-    exec 9>"$RUN_DIR/lock"
-    flock -w 120 9 || die "another secure.sh holds $RUN_DIR/lock"
-    local pid
-    pid="$(running_pid)"
-    if [[ -z "$pid" ]]; then
-        say "no secure broker started by this script runs on port $PORT; nothing to stop"
-        return 0
-    fi
-    stop_pid "$pid"
-    say "stopped secure broker pid $pid"
-}
-
 cmd_status() {
     local pid
     pid="$(running_pid)"
@@ -404,21 +243,8 @@ cmd_status() {
         exit 3
     fi
     say "running: pid $pid, SASL_SSL://$BOOTSTRAP, CA $CLIENT_DIR/ca.pem, log $LOG_FILE"
-    compile_probe
+    compile_probe "$PROBE_SOURCE"
     probe_ready "$pid" 5 || exit 1
 }
 
-main() {
-    check_settings
-    case "${1:-}" in
-    up) cmd_up ;;
-    down) cmd_down ;;
-    status) cmd_status ;;
-    *)
-        printf 'usage: %s up|down|status\n' "$0" >&2
-        exit 64
-        ;;
-    esac
-}
-
-main "$@"
+dispatch "$@"

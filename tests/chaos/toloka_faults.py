@@ -35,7 +35,12 @@ from tests.chaos.storms import (
     Evidence,
     Storm,
 )
-from tests.chaos.streams import Published, settle_and_judge, wait_for_stream
+from tests.chaos.streams import (
+    Published,
+    expected_truth,
+    settle_and_judge,
+    wait_for_stream,
+)
 from tests.chaos.topics import Options, kafka_options
 
 EVENTS_PARTITIONS = 3
@@ -43,6 +48,9 @@ READY_TIMEOUT_SECONDS = 60.0
 CALM_TIMEOUT_SECONDS = 60.0
 SETTLE_TIMEOUT_SECONDS = 180.0
 REFUSAL_SECONDS = 2.0
+SCRIPTED_OPERATIONS = 20
+"""Operations a vanishing storm moves by hand: with 40% of them hidden, the chance
+that none is hidden is 0.6^20, under one run in 20,000."""
 
 Condition = Callable[[ChaosBridge], Awaitable[bool]]
 
@@ -98,12 +106,13 @@ async def run_windows(
             bridge.start()
             await _wait_until(bridge, _ready, READY_TIMEOUT_SECONDS)
             await asyncio.sleep(2.0)
-            windows = []
+            windows: list[Window] = []
             for keys in plan:
                 storms = [STORMS_BY_KEY[key] for key in keys]
                 duration = context.scale.storm_seconds
+                hidden = _undiscoverable(windows)
                 evidence = await _window(
-                    sim, proxy, bridge, storms, duration, options, name
+                    sim, proxy, bridge, storms, duration, options, name, hidden
                 )
                 windows.append(Window(storms, evidence))
             undiscoverable = _undiscoverable(windows)
@@ -142,22 +151,17 @@ async def _window(
     duration: float,
     options: Options,
     name: str,
+    hidden: set[str],
 ) -> Evidence:
-    """Switch the storms on for `duration`, off again, and wait for a good poll."""
-    if any(storm.only_known_operations for storm in storms):
-        await _catch_up(sim, options, name)
+    """Switch the storms on for `duration`, off again, and wait for a good poll;
+    `hidden` are the operations earlier windows hid from birth."""
+    scripted = await _prepare(sim, storms, options, name, hidden)
     before = await _scrape(bridge)
     log_start = len(bridge.full_log())
     began = datetime.now(UTC)
+
     _switch_on(sim, proxy, storms)
-    if any(storm.proxy_refusal for storm in storms):
-        await asyncio.sleep(duration / 2)
-        await proxy.close()
-        await asyncio.sleep(REFUSAL_SECONDS)
-        await proxy.reopen()
-        await asyncio.sleep(duration / 2)
-    else:
-        await asyncio.sleep(duration)
+    await _blow(sim, proxy, storms, duration, scripted)
     sim.faults.settings = FaultSettings()
     proxy.reset_probability = 0.0
     ended = datetime.now(UTC)
@@ -171,6 +175,59 @@ async def _window(
     return Evidence(before, after, log, began, ended, sim, proxy)
 
 
+async def _prepare(
+    sim: Simulator, storms: list[Storm], options: Options, name: str, hidden: set[str]
+) -> list[str]:
+    """Before a storm that hides operations, the bridge must know every operation so
+    far: one submitted a moment before the storm and hidden before a poll saw it would
+    be undiscoverable, yet not born inside the window (the long run once counted such
+    an operation as lost). A vanishing storm also gets operations moved by hand while
+    it lasts, so some of them are surely unfinished and hidden; their ids are returned.
+    """
+    scripted: list[str] = []
+    if any(storm.only_known_operations for storm in storms):
+        created = sim.engine.create("POOL.OPEN", count=SCRIPTED_OPERATIONS)
+        scripted = [op.id for op in created]
+    if scripted or any(storm.undiscoverable for storm in storms):
+        await _catch_up(sim, options, name, hidden)
+    return scripted
+
+
+async def _blow(
+    sim: Simulator,
+    proxy: ResetProxy,
+    storms: list[Storm],
+    duration: float,
+    scripted: list[str],
+) -> None:
+    """Let the storm last `duration`: arrivals resume unless only known operations
+    may change; scripted operations start, then finish; a refusal closes the proxy."""
+    if scripted:
+        await _move_by_hand(sim, scripted, duration)
+        return
+
+    sim.engine.set_load(paused=False)
+    if any(storm.proxy_refusal for storm in storms):
+        await asyncio.sleep(duration / 2)
+        await proxy.close()
+        await asyncio.sleep(REFUSAL_SECONDS)
+        await proxy.reopen()
+        await asyncio.sleep(duration / 2)
+    else:
+        await asyncio.sleep(duration)
+
+
+async def _move_by_hand(sim: Simulator, ids: list[str], duration: float) -> None:
+    """PENDING -> RUNNING a third into the storm, -> SUCCESS two thirds in."""
+    await asyncio.sleep(duration / 3)
+    for op_id in ids:
+        sim.engine.control_transition(op_id, "RUNNING", 10)
+    await asyncio.sleep(duration / 3)
+    for op_id in ids:
+        sim.engine.control_transition(op_id, "SUCCESS", None)
+    await asyncio.sleep(duration / 3)
+
+
 def _switch_on(sim: Simulator, proxy: ResetProxy, storms: list[Storm]) -> None:
     settings: dict[str, object] = {}
     for storm in storms:
@@ -179,14 +236,16 @@ def _switch_on(sim: Simulator, proxy: ResetProxy, storms: list[Storm]) -> None:
     proxy.reset_probability = max(storm.proxy_resets for storm in storms)
 
 
-async def _catch_up(sim: Simulator, options: Options, name: str) -> None:
-    """Stop arrivals and wait until every transition so far is published."""
+async def _catch_up(
+    sim: Simulator, options: Options, name: str, hidden: set[str]
+) -> None:
+    """Stop arrivals; wait until every discoverable transition so far is published."""
     sim.engine.set_load(paused=True)
     await wait_for_stream(
         options,
         f"{name}.events",
         EVENTS_PARTITIONS,
-        lambda _: len(sim.truth.records),
+        lambda published: len(expected_truth(sim, published, hidden)[0]),
         CALM_TIMEOUT_SECONDS,
     )
 
