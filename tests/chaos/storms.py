@@ -437,7 +437,7 @@ STORMS = (
         key="oversized",
         title="oversized pages",
         fault=(
-            "40% of finished operations carry 5 MB of `details`, so pages exceed "
+            "15% of finished operations carry 5 MB of `details`, so pages exceed "
             "`toloka.max_response_bytes` (24 MB here)"
         ),
         behaviour=(
@@ -446,7 +446,9 @@ STORMS = (
             "own stops the bridge (exit 1, naming the setting)"
         ),
         verify=_oversized,
-        faults={"huge_details_probability": 0.4, "huge_details_bytes": 5_000_000},
+        # At 40% a 300-item page was 600 MB, which the simulator could not build
+        # within toloka.timeout_seconds on a busy CI machine: timeouts, not oversize.
+        faults={"huge_details_probability": 0.15, "huge_details_bytes": 5_000_000},
     ),
     Storm(
         key="vanishing",
