@@ -105,10 +105,10 @@ class Poller:
             await self._complete(cycle, cursor)
         except BridgeError as error:
             self._outcome_unknown |= isinstance(error, PublishError)
-            self._report(cycle, began, error)
+            self._report(cycle.tally, began, error)
             raise
 
-        self._report(cycle, began, None)
+        self._report(cycle.tally, began, None)
         logger.debug("poll cycle done: %s", cycle.tally)
         return cycle.tally
 
@@ -128,8 +128,7 @@ class Poller:
             await self._publisher.start()
             self._state = await restore_state(self._config.kafka, self._keys)
         except BridgeError as error:
-            seconds = (self._clock() - began).total_seconds()
-            self._observer.cycle_finished(CycleTally(), seconds, error)
+            self._report(CycleTally(), began, error)
             raise
         self._outcome_unknown = False
         logger.info(
@@ -266,9 +265,11 @@ class Poller:
         base = max(self._config.poll.interval_seconds, 1.0)
         return float(min(base * 2 ** (failures - 1), MAX_BACKOFF_SECONDS))
 
-    def _report(self, cycle: Cycle, began: datetime, error: BridgeError | None) -> None:
+    def _report(
+        self, tally: CycleTally, began: datetime, error: BridgeError | None
+    ) -> None:
         seconds = (self._clock() - began).total_seconds()
-        self._observer.cycle_finished(cycle.tally, seconds, error)
+        self._observer.cycle_finished(tally, seconds, error)
 
 
 class PollObserver(CycleObserver, Protocol):
