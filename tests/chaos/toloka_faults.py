@@ -30,6 +30,7 @@ from tests.chaos.results import ScenarioResult
 from tests.chaos.storms import (
     CI_WINDOWS,
     MAX_RESPONSE_BYTES,
+    SLACK,
     STORMS,
     STORMS_BY_KEY,
     Evidence,
@@ -172,7 +173,17 @@ async def _window(
     log = bridge.full_log()[log_start:]
     if not calm:
         raise RuntimeError(f"no successful poll after {storms[0].key}: {log[-3000:]}")
+
+    await _outlast_slack(ended)
     return Evidence(before, after, log, began, ended, sim, proxy)
+
+
+async def _outlast_slack(ended: datetime) -> None:
+    """A window's events include those observed up to SLACK after it ended; the next
+    window must begin later, or its faults are judged as this one's (a CI run once
+    counted an operation made huge by the oversized storm as a stranger to 5 MB)."""
+    remaining = (ended + SLACK - datetime.now(UTC)).total_seconds()
+    await asyncio.sleep(max(0.0, remaining) + 0.1)
 
 
 async def _prepare(
