@@ -176,7 +176,7 @@ def judge(
         by_operation[event.operation_id].append(event)
 
     problems: list[str] = []
-    counts = defaultdict(int)
+    counts: defaultdict[str, int] = defaultdict(int)
     for operation_id, events in by_operation.items():
         _check_sequences(operation_id, events, counts, problems)
         if operation_id not in expected:

@@ -81,7 +81,8 @@ def test_promtool_unit_tests_of_the_rules_pass() -> None:
 
 def test_every_alert_has_a_test_where_it_fires_and_one_where_it_does_not() -> None:
     """Each alert name appears in a firing and in a silent promtool expectation."""
-    firing, silent = set(), set()
+    firing: set[str] = set()
+    silent: set[str] = set()
     for case in rule_test_cases():
         for expectation in case.get("alert_rule_test", []):
             name = expectation["alertname"]

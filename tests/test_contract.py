@@ -66,7 +66,7 @@ def test_headers_follow_the_cloudevents_kafka_binding() -> None:
 def test_asyncapi_document_references_resolve() -> None:
     """Every $ref in the AsyncAPI file points at something inside it."""
     document = json.loads((SCHEMAS / ASYNCAPI_FILE).read_text())
-    references = []
+    references: list[str] = []
 
     def collect(node: object) -> None:
         if isinstance(node, dict):

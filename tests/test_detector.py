@@ -1,6 +1,7 @@
 """The change detector: random lifecycles, random poll timings, stale reads."""
 
 from datetime import UTC, datetime, timedelta
+from typing import TypedDict, Unpack
 
 import msgspec
 import pytest
@@ -72,14 +73,22 @@ def observation(
     )
 
 
-def context(at: datetime, **overrides: object) -> DetectionContext:
+class Overrides(TypedDict, total=False):
+    """The `DetectionContext` fields a test may change from their defaults."""
+
+    initial_load: bool
+    progress_events: bool
+    max_operation_bytes: int
+
+
+def context(at: datetime, **overrides: Unpack[Overrides]) -> DetectionContext:
     return DetectionContext(
         observed_at=at, seen_by="refresh", source=SOURCE, **overrides
-    )  # type: ignore[arg-type]
+    )
 
 
 def run(
-    observations: list[tuple[datetime, Observation]], **overrides: object
+    observations: list[tuple[datetime, Observation]], **overrides: Unpack[Overrides]
 ) -> tuple[list[OperationEvent], TrackedOperation | None]:
     tracked: TrackedOperation | None = None
     events: list[OperationEvent] = []
@@ -99,11 +108,13 @@ def lifecycles(draw: st.DrawFn) -> Lifecycle:
     seconds = st.floats(min_value=0, max_value=30, allow_nan=False)
     submitted = T0 + timedelta(seconds=draw(seconds))
     shape = draw(st.sampled_from(["pending", "running", "done", "failed_unstarted"]))
-    started = finished = None
+    started: datetime | None = None
+    finished: datetime | None = None
     if shape in ("running", "done"):
         started = submitted + timedelta(seconds=draw(seconds))
     if shape == "done":
-        finished = started + timedelta(seconds=draw(seconds))  # type: ignore[operator]
+        assert started is not None
+        finished = started + timedelta(seconds=draw(seconds))
     if shape == "failed_unstarted":
         finished = submitted + timedelta(seconds=draw(seconds))
     outcome = (
@@ -194,7 +205,11 @@ def test_stale_reads_never_change_the_stream(
     events, _ = run(observations)
     emitted = [(e.previous_status, e.status) for e in status_events(events)]
     assert emitted == [(before, after) for before, after, _ in lifecycle.transitions()]
-    progress = [e.progress for e in events if e.kind == "progressed"]
+    progress: list[int] = []
+    for event in events:
+        if event.kind == "progressed":
+            assert event.progress is not None, "a progressed event has a progress"
+            progress.append(event.progress)
     assert progress == sorted(set(progress))
 
 

@@ -12,7 +12,7 @@ import msgspec
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from bridge.config import Config, HttpSettings
+from bridge.config import Config, HttpSettings, KafkaSettings
 from bridge.cycle import Cycle, CycleOptions, CycleTally
 from bridge.detector import DetectionContext, detect
 from bridge.endpoints import Health, render_metrics
@@ -20,7 +20,7 @@ from bridge.errors import FencedError, PublishError, QuotaError, ResponseError
 from bridge.events import EventSource, OperationEvent
 from bridge.metrics import MAX_OPERATION_TYPES, OTHER, BridgeMetrics, poll_outcome
 from bridge.operation import Observation
-from bridge.publisher import Batch
+from bridge.publisher import Batch, Publisher
 from bridge.state import BridgeState, StateKeys
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -496,10 +496,11 @@ def test_poll_outcome_names_every_branch_of_the_error_tree() -> None:
     assert poll_outcome(ResponseError("x")) == "toloka_error"
 
 
-class RecordingPublisher:
-    """Takes every batch, as a Kafka that always answers would."""
+class RecordingPublisher(Publisher):
+    """Takes every batch, as a Kafka that always answers would; never connects."""
 
     def __init__(self) -> None:
+        super().__init__(KafkaSettings())
         self.batches: list[Batch] = []
 
     async def publish(self, batch: Batch) -> None:

@@ -5,6 +5,7 @@ import socket
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -218,17 +219,17 @@ async def test_a_real_prometheus_scrapes_the_bridge(
     assert [float(r["value"][1]) for r in up] == [1.0]
 
 
-async def _prometheus_query(port: int, query: str) -> list[dict[str, object]]:
+async def _prometheus_query(port: int, query: str) -> list[dict[str, Any]]:
     async with httpx.AsyncClient() as client:
         with contextlib.suppress(httpx.HTTPError):
             response = await client.get(
                 f"http://127.0.0.1:{port}/api/v1/query", params={"query": query}
             )
-            result: list[dict[str, object]] = response.json()["data"]["result"]
+            result: list[dict[str, Any]] = response.json()["data"]["result"]
             return result
     return []
 
 
 async def _prometheus_says(port: int, query: str, expected: float) -> bool:
     result = await _prometheus_query(port, query)
-    return [float(r["value"][1]) for r in result] == [expected]  # type: ignore[index]
+    return [float(r["value"][1]) for r in result] == [expected]

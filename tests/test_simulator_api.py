@@ -1,6 +1,7 @@
 """The simulator's Toloka endpoints over real HTTP: search, get, log, auth, errors."""
 
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any
 
 import httpx
@@ -116,7 +117,7 @@ def reference(items: list[dict[str, Any]], params: dict[str, str]) -> list[str]:
         keys.append(("id", False))
     for field, descending in reversed(keys):
         present = [i for i in found if i.get(field) is not None]
-        present.sort(key=lambda i, f=field: value(i, f), reverse=descending)
+        present.sort(key=partial(value, field=field), reverse=descending)
         found = present + [i for i in found if i.get(field) is None]
     return [item["id"] for item in found]
 
@@ -126,12 +127,13 @@ def _bound_holds(actual: Any, name: str, text: str) -> bool:
         return False
     bound = text if name.startswith("id_") else parse_wire_time(text, allow_offset=True)
     suffix = name.rsplit("_", 1)[1]
-    return {
+    holds: dict[str, bool] = {
         "lt": actual < bound,
         "lte": actual <= bound,
         "gt": actual > bound,
         "gte": actual >= bound,
-    }[suffix]
+    }
+    return holds[suffix]
 
 
 async def test_search_answers_items_and_has_more_in_the_wire_shape(

@@ -67,7 +67,11 @@ def test_operations_go_pending_running_success_with_rising_progress() -> None:
     for history in seen.values():
         ranks = [order[status] for status, _ in history]
         assert ranks == sorted(ranks)
-        running = [p for status, p in history if status == RUNNING]
+        running: list[int] = []
+        for status, progress in history:
+            if status == RUNNING:
+                assert progress is not None, "a RUNNING operation has a progress"
+                running.append(progress)
         assert running == sorted(running)
         if history[-1][0] == SUCCESS:
             assert history[-1][1] == 100
@@ -159,7 +163,9 @@ def test_history_and_running_pre_population() -> None:
     assert len(finished) == 500
     assert len(running) == 50
     assert all(
-        T0 - 600_000_000 <= op.submitted_us <= op.finished_us <= T0 for op in finished
+        op.finished_us is not None
+        and T0 - 600_000_000 <= op.submitted_us <= op.finished_us <= T0
+        for op in finished
     )
     assert all(op.started_us is not None and op.started_us <= T0 for op in running)
     assert len(replay(engine.world.truth.records)) == 550
