@@ -56,6 +56,14 @@ class WireId(msgspec.Struct):
     id: str | int | None = None
 
 
+class WireTail(msgspec.Struct):
+    """Where an item, valid or not, stands in the server's order; read leniently."""
+
+    id: str | int | None = None
+    submitted: object = None
+    finished: object = None
+
+
 class WirePage(msgspec.Struct):
     """One answer of the search endpoint; items are decoded one by one."""
 
@@ -87,6 +95,16 @@ class ItemRules(msgspec.Struct, frozen=True, kw_only=True):
     timestamp_tolerance_seconds: float = 1.0
 
 
+class PageTail(msgspec.Struct, frozen=True, kw_only=True):
+    """The last item of a page as the server ordered it, valid or not: its id and the
+    timestamps a scan sorts by, each None when unreadable. A scan pages past a run
+    of rejected items by it."""
+
+    operation_id: str
+    submitted: datetime | None
+    finished: datetime | None
+
+
 class DecodedPage(msgspec.Struct, frozen=True):
     """A search answer split into usable observations and rejected items."""
 
@@ -94,11 +112,13 @@ class DecodedPage(msgspec.Struct, frozen=True):
     rejected: list[PayloadError]
     has_more: bool
     item_count: int
+    tail: PageTail | None = None
 
 
 _page_decoder = msgspec.json.Decoder(WirePage)
 _operation_decoder = msgspec.json.Decoder(WireOperation)
 _id_decoder = msgspec.json.Decoder(WireId)
+_tail_decoder = msgspec.json.Decoder(WireTail)
 
 
 def parse_wire_datetime(text: str) -> datetime:
@@ -139,7 +159,32 @@ def decode_page(body: bytes, now: datetime, rules: ItemRules) -> DecodedPage:
         except PayloadError as error:
             rejected.append(error)
 
-    return DecodedPage(observations, rejected, page.has_more, len(page.items))
+    tail = read_tail(page.items[-1]) if page.items else None
+    return DecodedPage(observations, rejected, page.has_more, len(page.items), tail)
+
+
+def read_tail(item: msgspec.Raw) -> PageTail | None:
+    """The position of an item in the server's order; None if it has no id."""
+    try:
+        wire = _tail_decoder.decode(item)
+    except msgspec.DecodeError:
+        return None
+    if wire.id is None or wire.id == "":
+        return None
+    return PageTail(
+        operation_id=str(wire.id),
+        submitted=_lenient_timestamp(wire.submitted),
+        finished=_lenient_timestamp(wire.finished),
+    )
+
+
+def _lenient_timestamp(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return parse_wire_datetime(value)
+    except ValueError:
+        return None
 
 
 def decode_item(

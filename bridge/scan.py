@@ -16,9 +16,11 @@ time sorts by `(field, id)` and moves a lower bound on `field` forward:
 Ids are compared only by the server (`id_gt`) and by set membership here, never by
 Python string order, because the server's collation is not ours. Rejected (invalid)
 items are passed through so the caller can count them, at most once per scan when
-they still carry an id, but they never move the cursor: their values cannot be
-trusted. A page with `has_more` and no valid item cannot move the cursor either and
-raises `ResponseError` rather than asking the same thing forever.
+they still carry an id. They move the cursor only when a page with `has_more` has no
+valid item: then the scan goes on after the page's last item as the server ordered
+it (its id, and for a time scan its timestamp if that parses; see `PageTail`), so a
+page full of bad items is skipped, not read again every cycle. If even that is
+unreadable, the scan raises `ResponseError` rather than asking the same thing forever.
 
 Cost: a time scan of `n` matching operations makes about `n / (limit - 1)` requests:
 each page after the first re-reads the boundary ids, usually one. A timestamp shared by
@@ -126,6 +128,9 @@ def advance_time(cursor: TimeCursor, page: DecodedPage) -> TimeCursor | None:
         return None
 
     usable = _usable(cursor, page)
+    if not usable:
+        return _past_tail(cursor, page)
+
     last_value, last_item = usable[-1]
     if all(value == last_value for value, _ in usable):
         read = frozenset(item.operation_id for _, item in usable)
@@ -153,9 +158,12 @@ def advance_status(cursor: StatusCursor, page: DecodedPage) -> StatusCursor | No
     if not page.has_more:
         return None
 
-    if not page.observations:
+    if page.observations:
+        last_id = page.observations[-1].operation_id
+    elif page.tail is not None:
+        last_id = page.tail.operation_id
+    else:
         raise _stuck(f"status {cursor.status}", page)
-    last_id = page.observations[-1].operation_id
     if last_id == cursor.after:
         raise ResponseError(
             f"search by status {cursor.status} returned id {last_id!r} again"
@@ -225,7 +233,13 @@ def _advance_subscan(cursor: TimeCursor, page: DecodedPage) -> TimeCursor | None
             cursor, inclusive=False, seen_at_bound=frozenset(), subscan_after=None
         )
 
-    last_id = _usable(cursor, page)[-1][1].operation_id
+    usable = _usable(cursor, page)
+    if usable:
+        last_id = usable[-1][1].operation_id
+    elif page.tail is not None:
+        last_id = page.tail.operation_id
+    else:
+        raise _stuck(f"ids at {cursor.field} = {cursor.bound.isoformat()}", page)
     if last_id == cursor.subscan_after:
         raise ResponseError(
             f"search for ids at {cursor.field} = {cursor.bound.isoformat()} "
@@ -244,18 +258,27 @@ def _enter_subscan(
     )
 
 
+def _past_tail(cursor: TimeCursor, page: DecodedPage) -> TimeCursor:
+    """No valid item to page by: read the ids at the last item's timestamp after its
+    id, then go on past that timestamp."""
+    tail = page.tail
+    value = None
+    if tail is not None:
+        value = tail.submitted if cursor.field == "submitted" else tail.finished
+    if tail is None or value is None or not _in_range(cursor, value):
+        raise _stuck(f"{cursor.field} from {cursor.bound.isoformat()}", page)
+    return _enter_subscan(cursor, value, frozenset(), tail.operation_id)
+
+
 def _usable(
     cursor: TimeCursor, page: DecodedPage
 ) -> list[tuple[datetime, Observation]]:
-    """The valid items in the cursor's range with their values; raises if none."""
+    """The valid items in the cursor's range with their values."""
     usable = []
     for item in page.observations:
         value = _value(cursor, item)
         if value is not None and _in_range(cursor, value):
             usable.append((value, item))
-
-    if not usable:
-        raise _stuck(f"{cursor.field} from {cursor.bound.isoformat()}", page)
     return usable
 
 
@@ -294,4 +317,6 @@ def _unpassed(rejected: list[PayloadError], passed: set[str]) -> list[PayloadErr
 def _page_of(
     observations: list[Observation], rejected: list[PayloadError], page: DecodedPage
 ) -> DecodedPage:
-    return DecodedPage(observations, rejected, page.has_more, page.item_count)
+    return DecodedPage(
+        observations, rejected, page.has_more, page.item_count, page.tail
+    )

@@ -12,6 +12,7 @@ from bridge.operation import (
     decode_page,
     format_wire_datetime,
     parse_wire_datetime,
+    read_tail,
 )
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
@@ -120,6 +121,42 @@ def test_one_bad_item_does_not_spoil_the_page() -> None:
     assert [e.reason for e in page.rejected] == ["missing_id"]
     assert page.has_more
     assert page.item_count == 2
+
+
+def test_page_tail_is_the_last_item_even_when_it_is_rejected() -> None:
+    """A scan pages past bad items by the last one's id and readable timestamps."""
+    bad = item(
+        id="zz", type=None, submitted="yesterday", finished="2026-12-03T11:05:00"
+    )
+    page = decode_page(
+        b'{"items": [' + item() + b"," + bad + b'], "has_more": true}', NOW, RULES
+    )
+
+    assert page.tail is not None
+    assert page.tail.operation_id == "zz"
+    assert page.tail.submitted is None
+    assert page.tail.finished == datetime(2026, 12, 3, 11, 5, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected_id"),
+    [
+        (b'"garbage"', None),
+        (b'{"id": ""}', None),
+        (b'{"type": "POOL.OPEN"}', None),
+        (b'{"id": 42, "submitted": 7}', "42"),
+        (b'{"id": "a", "submitted": "2026-13-40T00:00:00"}', "a"),
+    ],
+)
+def test_page_tail_reads_what_it_can(raw: bytes, expected_id: str | None) -> None:
+    tail = read_tail(msgspec.Raw(raw))
+
+    assert (None if tail is None else tail.operation_id) == expected_id
+    assert tail is None or tail.submitted is None
+
+
+def test_an_empty_page_has_no_tail() -> None:
+    assert decode_page(b'{"items": [], "has_more": false}', NOW, RULES).tail is None
 
 
 def test_a_body_that_is_not_a_page_is_a_response_error() -> None:

@@ -64,6 +64,7 @@ class FakeApi:
     operations: list[FakeOperation]
     queries: list[dict[str, str]] = field(default_factory=list)
     stuck_pages: int = 0
+    junk_pages: int = 0
     after_request: Callable[["FakeApi"], None] | None = None
 
     def handle(self, request: httpx.Request) -> httpx.Response:
@@ -78,11 +79,22 @@ class FakeApi:
         limit = int(params["limit"])
         page, has_more = matching[:limit], len(matching) > limit
         if has_more and all(op.junk for op in page):
-            self.stuck_pages += 1
+            if _pageable(page[-1], params):
+                self.junk_pages += 1
+            else:
+                self.stuck_pages += 1
         if self.after_request is not None:
             self.after_request(self)
         body = {"items": [_render(op) for op in page], "has_more": has_more}
         return httpx.Response(200, content=msgspec.json.encode(body))
+
+
+def _pageable(op: FakeOperation, params: dict[str, str]) -> bool:
+    """Whether a scan can page past `op` though it is junk: it needs the id, and in a
+    scan sorted by time first, a readable timestamp."""
+    if op.junk in JUNK_WITHOUT_ID:
+        return False
+    return not (params["sort"].startswith("submitted") and op.junk == "bad_time")
 
 
 def _matches(op: FakeOperation, params: dict[str, str]) -> bool:
@@ -104,12 +116,13 @@ def _compare(value: Any, relation: str, wanted: str) -> bool:
     if value is None:
         return False
     bound = parse_wire_datetime(wanted) if isinstance(value, datetime) else wanted
-    return {
+    outcomes: dict[str, bool] = {
         "gt": value > bound,
         "gte": value >= bound,
         "lt": value < bound,
         "lte": value <= bound,
-    }[relation]
+    }
+    return outcomes[relation]
 
 
 def _sort(rows: list[FakeOperation], key: str) -> None:
@@ -211,6 +224,7 @@ def operation_tables(draw: st.DrawFn) -> list[FakeOperation]:
     )
 
     with_junk = draw(st.booleans())
+    valid_weight = draw(st.sampled_from((12, 1)))
     table = []
     for operation_id in ids:
         status = draw(st.sampled_from(("PENDING", "RUNNING", *TERMINAL)))
@@ -220,7 +234,8 @@ def operation_tables(draw: st.DrawFn) -> list[FakeOperation]:
                 days=1, microseconds=draw(st.sampled_from(finished_pool))
             )
         submitted = BASE + timedelta(microseconds=draw(st.sampled_from(submitted_pool)))
-        junk = draw(st.sampled_from((None,) * 12 + JUNK_KINDS)) if with_junk else None
+        kinds = (None,) * valid_weight + JUNK_KINDS
+        junk = draw(st.sampled_from(kinds)) if with_junk else None
         table.append(FakeOperation(operation_id, submitted, status, finished, junk))
     return table
 
@@ -283,6 +298,7 @@ def test_scan_by_time_yields_every_matching_operation_once_in_order(
 
     expected = _expected_by_time(table, field_name, since)
     event("stuck on rejected items" if result.failure else "complete")
+    event(f"paged past a page of only rejected items: {api.junk_pages > 0}")
     event(f"id subscan used: {any(q['sort'] == 'id' for q in api.queries)}")
     _assert_each_valid_once_in_order(result, expected, api)
     _assert_junk_passed_through(result, expected)
@@ -304,6 +320,7 @@ def test_scan_by_status_yields_every_operation_with_status_once_in_id_order(
 
     expected = sorted((op for op in table if op.status == status), key=lambda op: op.id)
     event("stuck on rejected items" if result.failure else "complete")
+    event(f"paged past a page of only rejected items: {api.junk_pages > 0}")
     _assert_each_valid_once_in_order(result, expected, api)
     _assert_junk_passed_through(result, expected)
 
@@ -400,11 +417,45 @@ def test_rows_appearing_late_at_the_boundary_are_not_yielded_twice() -> None:
     assert api.queries[2]["id_gt"] == "c"
 
 
-def test_page_of_only_rejected_items_with_has_more_raises() -> None:
-    """A page with nothing valid cannot move the cursor, so the scan stops loudly."""
+def test_page_of_only_rejected_items_is_paged_past_by_its_last_item() -> None:
+    """A full page of bad items is skipped: ids at its last timestamp, then later."""
     table = [
         FakeOperation("a", BASE, junk="missing_type"),
         FakeOperation("b", BASE, junk="bad_progress"),
+        FakeOperation("c", BASE),
+        FakeOperation("d", BASE + timedelta(seconds=1)),
+    ]
+    api = FakeApi(table)
+
+    result = _scan_time(api, "submitted", None, 2)
+
+    assert result.failure is None
+    assert result.yielded_ids() == ["c", "d"]
+    assert result.rejected_ids() == ["a", "b"]
+    assert api.queries[1]["id_gt"] == "b"
+    assert api.queries[1]["submitted_lte"] == format_wire_datetime(BASE)
+
+
+def test_status_scan_pages_past_a_page_of_only_rejected_items() -> None:
+    table = [
+        FakeOperation("a", BASE, junk="missing_type"),
+        FakeOperation("b", BASE, junk="bad_time"),
+        FakeOperation("c", BASE),
+    ]
+    api = FakeApi(table)
+
+    result = _scan_status(api, "RUNNING", 2)
+
+    assert result.failure is None
+    assert result.yielded_ids() == ["c"]
+    assert api.queries[1]["id_gt"] == "b"
+
+
+def test_page_of_rejected_items_ending_without_an_id_raises() -> None:
+    """With no valid item and no id at its end, a page cannot move the cursor."""
+    table = [
+        FakeOperation("a", BASE, junk="missing_type"),
+        FakeOperation("b", BASE, junk="no_id"),
         FakeOperation("c", BASE + timedelta(seconds=1)),
     ]
     api = FakeApi(table)
@@ -420,6 +471,23 @@ def test_page_of_only_rejected_items_with_has_more_raises() -> None:
     ):
         asyncio.run(scan())
     assert len(api.queries) == 1
+
+
+def test_unreadable_timestamp_at_the_end_stops_only_a_scan_by_that_field() -> None:
+    """`bad_time` breaks `submitted`; a scan by `finished` still pages past it."""
+    finished = BASE + timedelta(hours=1)
+    table = [
+        FakeOperation("a", BASE, "SUCCESS", finished, junk="bad_time"),
+        FakeOperation("b", BASE, "SUCCESS", finished + timedelta(seconds=1)),
+    ]
+
+    by_finished = _scan_time(FakeApi(table), "finished", None, 1)
+    by_submitted = _scan_time(FakeApi(table), "submitted", None, 1)
+
+    assert by_finished.failure is None
+    assert by_finished.yielded_ids() == ["b"]
+    assert by_submitted.failure is not None
+    assert by_submitted.yielded_ids() == []
 
 
 def test_rejected_items_are_passed_through_but_never_move_the_cursor() -> None:
