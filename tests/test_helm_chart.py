@@ -403,8 +403,33 @@ def test_prometheus_rule_only_when_enabled_carrying_the_alerts_file() -> None:
     groups = yaml.safe_load((CHART / "files" / "alerts.yaml").read_text())["groups"]
     for alert in (alert for group in groups for alert in group["rules"]):
         alert["labels"] = {"team": "data-platform"} | alert.get("labels", {})
+        if alert["alert"] == "TolokaBridgeDown":
+            own = 'job="toloka-bridge-all-on", namespace="data"'
+            alert["expr"] = f"absent(toloka_bridge_build_info{{{own}}})"
     assert rule["spec"]["groups"] == groups
     assert "{{ $labels.instance }}" in json.dumps(rule)
+
+
+def test_bridge_down_alert_watches_only_this_release() -> None:
+    """absent() over every bridge stays silent while any one lives; the chart narrows
+    it to the release's own series, or to the matchers given."""
+    service = Release(ALL_ON).one("Service")["metadata"]["name"]
+    default = _alert(Release(ALL_ON), "TolokaBridgeDown")
+    custom = _alert(
+        Release(ALL_ON, **{"prometheusRule.downSelector": 'app="bridge-eu"'}),
+        "TolokaBridgeDown",
+    )
+
+    assert default["expr"] == (
+        f'absent(toloka_bridge_build_info{{job="{service}", namespace="data"}})'
+    )
+    assert custom["expr"] == 'absent(toloka_bridge_build_info{app="bridge-eu"})'
+
+
+def _alert(release: Release, name: str) -> dict[str, Any]:
+    rules = release.one("PrometheusRule")["spec"]["groups"][0]["rules"]
+    found: dict[str, Any] = next(rule for rule in rules if rule["alert"] == name)
+    return found
 
 
 def test_dashboard_config_map_only_when_enabled_with_the_sidecar_label() -> None:
