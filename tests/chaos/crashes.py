@@ -8,7 +8,11 @@ the scans also page through a timestamp shared by hundreds of ids), which the re
 bridge must catch up on. Each kill waits for one of four triggers, then a random delay:
 
 - `restore`: the run logged "producer started" (the restore begins) -> 0-20 ms;
-- `page`: after the restore, a full page arrived (a transaction follows) -> 10-50 ms;
+- `transaction`: after the restore, the bridge is frozen (SIGSTOP) at random moments
+  until the broker shows one of its transactions open, and killed frozen; after
+  `TRANSACTION_HUNT_SECONDS` without one it is killed wherever it is. (A fixed delay
+  after a full page once missed every transaction in a run: the pages were of known
+  operations, with nothing to publish.)
 - `busy`: the run logged "state restored" -> 0.05-1.5 s;
 - `anytime`: the process started -> 0.2-3 s.
 
@@ -37,8 +41,9 @@ from tests.chaos.topics import TransactionWatch, kafka_options, read_records
 
 EVENTS_PARTITIONS = 3
 PAGE_SIZE = 25
-FULL_PAGE = f"with {PAGE_SIZE} items"
-TRIGGERS = ("restore", "page", "busy", "anytime")
+TRIGGERS = ("restore", "transaction", "busy", "anytime")
+TRANSACTION_HUNT_SECONDS = 20.0
+IN_FLIGHT_SECONDS = 0.05
 BURST_TYPES = ("TASK.BATCH_CREATE", "POOL.OPEN", "ANALYTICS", "USER_BONUS.BATCH_CREATE")
 RESTORE_STARTED = "producer started"
 RESTORE_DONE = "state restored"
@@ -137,7 +142,7 @@ async def _kill_repeatedly(
                 )
                 bridge.start()
             trigger = TRIGGERS[index % len(TRIGGERS)]
-            delay = await _wait_for_trigger(bridge, trigger, rng)
+            delay = await _wait_for_trigger(bridge, trigger, rng, watch)
             bridge.kill()
             open_transactions = await watch.open_transactions()
             kills.append(_classify(trigger, delay, bridge.run_log(), open_transactions))
@@ -147,16 +152,15 @@ async def _kill_repeatedly(
 
 
 async def _wait_for_trigger(
-    bridge: ChaosBridge, trigger: str, rng: random.Random
+    bridge: ChaosBridge, trigger: str, rng: random.Random, watch: TransactionWatch
 ) -> float:
     """Wait for the trigger's log line (if any), then a random delay; return it."""
     if trigger == "restore":
         await bridge.wait_for_line(RESTORE_STARTED, START_TIMEOUT_SECONDS)
         delay = rng.uniform(0.0, 0.02)
-    elif trigger == "page":
+    elif trigger == "transaction":
         await bridge.wait_for_line(RESTORE_DONE, START_TIMEOUT_SECONDS)
-        await bridge.wait_for_line_after(RESTORE_DONE, FULL_PAGE, START_TIMEOUT_SECONDS)
-        delay = rng.uniform(0.01, 0.05)
+        return await _freeze_in_transaction(bridge, rng, watch)
     elif trigger == "busy":
         await bridge.wait_for_line(RESTORE_DONE, START_TIMEOUT_SECONDS)
         delay = rng.uniform(0.05, 1.5)
@@ -164,6 +168,24 @@ async def _wait_for_trigger(
         delay = rng.uniform(0.2, 3.0)
     await asyncio.sleep(delay)
     return delay
+
+
+async def _freeze_in_transaction(
+    bridge: ChaosBridge, rng: random.Random, watch: TransactionWatch
+) -> float:
+    """Freeze the bridge at random moments until one of its transactions is open on
+    the broker, and leave it frozen; return the seconds spent. Requests already on
+    the wire when it froze (a commit among them) land first, so the broker is asked
+    only after `IN_FLIGHT_SECONDS`."""
+    began = time.monotonic()
+    while time.monotonic() - began < TRANSACTION_HUNT_SECONDS:
+        await asyncio.sleep(rng.uniform(0.0, 0.03))
+        bridge.freeze()
+        await asyncio.sleep(IN_FLIGHT_SECONDS)
+        if await watch.open_transactions():
+            break
+        bridge.thaw()
+    return time.monotonic() - began
 
 
 def _classify(

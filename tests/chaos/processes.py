@@ -97,6 +97,18 @@ class ChaosBridge:
     def kill(self) -> None:
         self._process.kill()
 
+    def freeze(self) -> None:
+        """SIGSTOP: the process stays exactly where it is until `thaw` or a kill."""
+        self._signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        self._signal(signal.SIGCONT)
+
+    def _signal(self, number: signal.Signals) -> None:
+        process = self._process.process
+        if process is not None and process.poll() is None:
+            process.send_signal(number)
+
     async def terminate(self) -> int:
         """SIGTERM and wait (off the event loop, which may serve the simulator)."""
         return await asyncio.to_thread(self._process.terminate)
@@ -133,22 +145,6 @@ class ChaosBridge:
                 return True
             if not self.alive():
                 return text in self.run_log()
-            await asyncio.sleep(LINE_POLL_SECONDS)
-        return False
-
-    async def wait_for_line_after(
-        self, marker: str, text: str, timeout_seconds: float
-    ) -> bool:
-        """Wait until the current run logs `text` on a line after the `marker` line."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_seconds
-        while loop.time() < deadline:
-            log = self.run_log()
-            start = log.find(marker)
-            if start >= 0 and text in log[start:]:
-                return True
-            if not self.alive():
-                return False
             await asyncio.sleep(LINE_POLL_SECONDS)
         return False
 
