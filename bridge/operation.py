@@ -50,14 +50,9 @@ class WireOperation(msgspec.Struct, kw_only=True):
     progress: int | None = None
 
 
-class WireId(msgspec.Struct):
-    """Just enough of a bad item to name it in a log line."""
-
-    id: str | int | None = None
-
-
 class WireTail(msgspec.Struct):
-    """Where an item, valid or not, stands in the server's order; read leniently."""
+    """Just enough of any item, valid or not, to name it in a log line and to find
+    where it stands in the server's order; read leniently."""
 
     id: str | int | None = None
     submitted: object = None
@@ -117,7 +112,6 @@ class DecodedPage(msgspec.Struct, frozen=True):
 
 _page_decoder = msgspec.json.Decoder(WirePage)
 _operation_decoder = msgspec.json.Decoder(WireOperation)
-_id_decoder = msgspec.json.Decoder(WireId)
 _tail_decoder = msgspec.json.Decoder(WireTail)
 
 
@@ -239,7 +233,7 @@ def _rejection(raw: msgspec.Raw, error: msgspec.DecodeError) -> PayloadError:
 
 def _salvage_id(raw: msgspec.Raw) -> str | None:
     try:
-        found = _id_decoder.decode(raw).id
+        found = _tail_decoder.decode(raw).id
     except msgspec.DecodeError:
         return None
     return None if found is None else str(found)

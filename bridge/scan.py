@@ -158,12 +158,7 @@ def advance_status(cursor: StatusCursor, page: DecodedPage) -> StatusCursor | No
     if not page.has_more:
         return None
 
-    if page.observations:
-        last_id = page.observations[-1].operation_id
-    elif page.tail is not None:
-        last_id = page.tail.operation_id
-    else:
-        raise _stuck(f"status {cursor.status}", page)
+    last_id = _last_id(page.observations, page, f"status {cursor.status}")
     if last_id == cursor.after:
         raise ResponseError(
             f"search by status {cursor.status} returned id {last_id!r} again"
@@ -233,13 +228,9 @@ def _advance_subscan(cursor: TimeCursor, page: DecodedPage) -> TimeCursor | None
             cursor, inclusive=False, seen_at_bound=frozenset(), subscan_after=None
         )
 
-    usable = _usable(cursor, page)
-    if usable:
-        last_id = usable[-1][1].operation_id
-    elif page.tail is not None:
-        last_id = page.tail.operation_id
-    else:
-        raise _stuck(f"ids at {cursor.field} = {cursor.bound.isoformat()}", page)
+    usable = [item for _, item in _usable(cursor, page)]
+    where = f"ids at {cursor.field} = {cursor.bound.isoformat()}"
+    last_id = _last_id(usable, page, where)
     if last_id == cursor.subscan_after:
         raise ResponseError(
             f"search for ids at {cursor.field} = {cursor.bound.isoformat()} "
@@ -256,6 +247,15 @@ def _enter_subscan(
     return msgspec.structs.replace(
         cursor, bound=value, inclusive=True, seen_at_bound=seen, subscan_after=last_id
     )
+
+
+def _last_id(valid: Sequence[Observation], page: DecodedPage, where: str) -> str:
+    """The id to page on from: the last valid item's, else the page's last item's."""
+    if valid:
+        return valid[-1].operation_id
+    if page.tail is not None:
+        return page.tail.operation_id
+    raise _stuck(where, page)
 
 
 def _past_tail(cursor: TimeCursor, page: DecodedPage) -> TimeCursor:
