@@ -8,6 +8,10 @@ batch, so a failure anywhere leaves the bridge exactly where Kafka says it is.
 Large cycles (a catch-up after downtime) flush every `max_events_per_transaction`
 events; the cursor is written only by the last flush, once everything before it has
 landed, so a crash mid-cycle re-reads a little and publishes nothing twice.
+
+Without transactions, the first flush also writes back the operations the restore
+took from the events topic, and every flush is followed by the coverage record
+(`bridge.state`), sent only after the flush's own records were acknowledged.
 """
 
 import logging
@@ -25,8 +29,10 @@ from bridge.publisher import Batch, Publisher
 from bridge.state import (
     BridgeState,
     Cursor,
+    EventOffsets,
     StateKeys,
     StateRecord,
+    coverage_record,
     cursor_record,
     tombstone,
     tracked_record,
@@ -152,13 +158,22 @@ class Cycle:
             return
 
         batch = Batch(self._events, records)
-        await self._publisher.publish(batch)
+        landed = await self._publisher.publish(batch)
         self._commit(cursor)
         self._observer.batch_committed(batch.events, self._state, self._clock())
 
         self.tally.batches += 1
         self.tally.events += len(batch.events)
         self._events = []
+        if not self._publisher.transactional:
+            await self._cover(landed)
+
+    async def _cover(self, landed: EventOffsets) -> None:
+        """Say that the state now holds every event up to the batch just landed."""
+        covered = self._state.events_covered | landed
+        record = coverage_record(self._options.keys, covered)
+        await self._publisher.publish(Batch([], [record]))
+        self._state.events_covered = covered
 
     def _latest(self, operation_id: str) -> TrackedOperation:
         tracked = self.tracked(operation_id)
@@ -180,6 +195,13 @@ class Cycle:
         keys = self._options.keys
         records = [tracked_record(keys, item) for item in self._changed.values()]
         records += [
+            tracked_record(keys, self._state.tracked[operation_id])
+            for operation_id in sorted(self._state.unsaved)
+            if operation_id in self._state.tracked
+            and operation_id not in self._changed
+            and operation_id not in self._forgotten
+        ]
+        records += [
             tombstone(keys, operation_id)
             for operation_id in sorted(self._forgotten)
             if operation_id in self._state.tracked
@@ -190,6 +212,7 @@ class Cycle:
 
     def _commit(self, cursor: Cursor | None) -> None:
         self._state.tracked.update(self._changed)
+        self._state.unsaved.clear()
         for operation_id in self._forgotten:
             if self._state.tracked.pop(operation_id, None) is not None:
                 self.tally.forgotten += 1

@@ -27,7 +27,13 @@ from bridge.events import (
     fit_operation,
     kind_of,
 )
-from bridge.operation import PENDING, RUNNING, TERMINAL_STATUSES, Observation
+from bridge.operation import (
+    PENDING,
+    RUNNING,
+    TERMINAL_STATUSES,
+    Observation,
+    read_operation,
+)
 
 
 class TrackedOperation(msgspec.Struct, frozen=True, kw_only=True):
@@ -210,6 +216,24 @@ def _tracked_after(
         status=observation.status,
         progress=observation.progress,
         sequence=sequence,
+        submitted=observation.submitted if tracked is None else tracked.submitted,
+        started=observation.started,
+        finished=observation.finished,
+    )
+
+
+def tracked_from_event(
+    event: OperationEvent, tracked: TrackedOperation | None
+) -> TrackedOperation:
+    """What the bridge knew right after publishing `event`; raises `PayloadError`
+    when the operation it carries is unreadable."""
+    observation = read_operation(event.operation)
+    return TrackedOperation(
+        operation_id=event.operation_id,
+        operation_type=event.operation_type,
+        status=event.status,
+        progress=event.progress,
+        sequence=event.sequence,
         submitted=observation.submitted if tracked is None else tracked.submitted,
         started=observation.started,
         finished=observation.finished,

@@ -6,7 +6,8 @@ route on `ce_type` or `ce_subject` without parsing the value. The record key is 
 operation id, which keeps one operation's events in one partition, in order.
 
 `event_id` is `<operation id>:<sequence>`: deterministic, so a consumer that sees the
-same id twice (possible only in the at-least-once mode) can drop the second copy.
+same id twice (possible only in the at-least-once mode) can drop the second copy; both
+copies carry the same change (`bridge.state` explains how restarts keep it so).
 """
 
 from datetime import datetime

@@ -185,6 +185,13 @@ def decode_item(
     item: bytes | msgspec.Raw, now: datetime, rules: ItemRules
 ) -> Observation:
     """Check one operation object; raise `PayloadError` naming what is wrong."""
+    observation = read_operation(item)
+    _check_plausible(observation, now, rules)
+    return observation
+
+
+def read_operation(item: bytes | msgspec.Raw) -> Observation:
+    """Decode one operation object without judging its values (see `decode_item`)."""
     raw = item if isinstance(item, msgspec.Raw) else msgspec.Raw(item)
     try:
         wire = _operation_decoder.decode(raw)
@@ -202,7 +209,7 @@ def decode_item(
             f"operation {wire.id!r} has an empty status", "malformed", wire.id
         )
 
-    observation = Observation(
+    return Observation(
         operation_id=wire.id,
         operation_type=wire.type,
         status=wire.status,
@@ -212,8 +219,6 @@ def decode_item(
         finished=_optional_timestamp(wire, "finished", wire.finished),
         raw=raw,
     )
-    _check_plausible(observation, now, rules)
-    return observation
 
 
 def _rejection(raw: msgspec.Raw, error: msgspec.DecodeError) -> PayloadError:

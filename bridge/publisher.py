@@ -7,7 +7,8 @@ neither, and `read_committed` consumers see each event once. The fixed
 
 With transactions off, events are written and acknowledged before the state records:
 a crash in between repeats events on restart (at least once); their deterministic ids
-let consumers drop the repeats.
+let consumers drop the repeats. `publish` then returns where the events landed, for
+the coverage record (see `bridge.state`).
 
 Any failure other than being fenced throws the producer away; the next `publish`
 starts a new one, whose initialisation aborts whatever the old one left open.
@@ -34,7 +35,7 @@ from bridge.brokers import connection_options
 from bridge.config import KafkaSettings
 from bridge.errors import FencedError, PublishError
 from bridge.events import OperationEvent, encode_event, event_headers
-from bridge.state import StateRecord
+from bridge.state import EventOffsets, StateRecord
 
 logger = logging.getLogger(__name__)
 
@@ -142,18 +143,19 @@ class Publisher:
             "producer started (transactions %s)", "on" if self.transactional else "off"
         )
 
-    async def publish(self, batch: Batch) -> None:
-        """Land the whole batch in Kafka, or raise and leave nothing visible."""
+    async def publish(self, batch: Batch) -> EventOffsets:
+        """Land the whole batch in Kafka, or raise and leave nothing visible; without
+        transactions, return the offset after the batch's last event per partition."""
         if not len(batch):
-            return
+            return {}
         await self.start()
 
         try:
             async with asyncio.timeout(self._settings.transaction_timeout_seconds):
                 if self.transactional:
                     await self._publish_in_transaction(batch)
-                else:
-                    await self._publish_events_then_state(batch)
+                    return {}
+                return await self._publish_events_then_state(batch)
         except FENCING_ERRORS as error:
             await self._discard()
             raise FencedError(f"another instance took over: {error!r}") from error
@@ -177,9 +179,16 @@ class Publisher:
             raise
         await producer.commit_transaction()
 
-    async def _publish_events_then_state(self, batch: Batch) -> None:
-        await asyncio.gather(*await self._send_events(batch.events))
+    async def _publish_events_then_state(self, batch: Batch) -> EventOffsets:
+        landed = await asyncio.gather(*await self._send_events(batch.events))
         await asyncio.gather(*await self._send_state(batch.state_records))
+
+        offsets: EventOffsets = {}
+        for metadata in landed:
+            offsets[metadata.partition] = max(
+                offsets.get(metadata.partition, 0), metadata.offset + 1
+            )
+        return offsets
 
     async def _send_events(self, events: list[OperationEvent]) -> list[Any]:
         topic = self._settings.events_topic

@@ -503,8 +503,9 @@ class RecordingPublisher(Publisher):
         super().__init__(KafkaSettings())
         self.batches: list[Batch] = []
 
-    async def publish(self, batch: Batch) -> None:
+    async def publish(self, batch: Batch) -> dict[int, int]:
         self.batches.append(batch)
+        return {}
 
 
 async def test_a_real_cycle_reports_its_committed_batch_to_the_metrics() -> None:

@@ -1,8 +1,9 @@
 """Ending a run and judging it: let every operation finish, wait for Kafka, compare.
 
 A scenario pauses the simulator's arrivals, waits until every operation it made has
-finished, waits until the events topic holds at least as many transitions as the truth
-(or the time is up), and then judges the stream with `tests.bridge_harness.judge`.
+finished, waits until the events topic holds at least as many distinct transitions as
+the truth (or the time is up), and then judges the stream with
+`tests.bridge_harness.judge`.
 Operations a scenario declares undiscoverable (hidden from every search for their
 whole life) are left out of the truth, and counted separately, only if nothing of
 them was published: anything published is judged in full.
@@ -36,7 +37,8 @@ async def finish_everything(sim: Simulator, timeout_seconds: float) -> bool:
 
 
 def transition_count(published: Published) -> int:
-    return sum(1 for _, event in published if event.kind != "progressed")
+    """Distinct transitions: a repeated event must not stand in for a missing one."""
+    return len({e.event_id for _, e in published if e.kind != "progressed"})
 
 
 async def wait_for_stream(
