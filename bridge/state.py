@@ -168,11 +168,10 @@ def fold_event(state: BridgeState, keys: StateKeys, value: bytes | None) -> None
     than what the state says was published; skip an unreadable one with a warning."""
     try:
         event = decode_event(value or b"")
-        if event.source.environment != keys.environment:
-            return
-        if event.source.account != keys.account:
-            return
+        source = (event.source.environment, event.source.account)
         tracked = state.tracked.get(event.operation_id)
+        if source != (keys.environment, keys.account):
+            return
         if tracked is not None and tracked.sequence >= event.sequence:
             return
         state.tracked[event.operation_id] = tracked_from_event(event, tracked)
