@@ -197,9 +197,7 @@ class Cycle:
         records += [
             tracked_record(keys, self._state.tracked[operation_id])
             for operation_id in sorted(self._state.unsaved)
-            if operation_id in self._state.tracked
-            and operation_id not in self._changed
-            and operation_id not in self._forgotten
+            if operation_id not in self._changed and operation_id not in self._forgotten
         ]
         records += [
             tombstone(keys, operation_id)

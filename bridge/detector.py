@@ -228,13 +228,5 @@ def tracked_from_event(
     """What the bridge knew right after publishing `event`; raises `PayloadError`
     when the operation it carries is unreadable."""
     observation = read_operation(event.operation)
-    return TrackedOperation(
-        operation_id=event.operation_id,
-        operation_type=event.operation_type,
-        status=event.status,
-        progress=event.progress,
-        sequence=event.sequence,
-        submitted=observation.submitted if tracked is None else tracked.submitted,
-        started=observation.started,
-        finished=observation.finished,
-    )
+    after = _tracked_after(observation, event.sequence, tracked)
+    return msgspec.structs.replace(after, status=event.status, progress=event.progress)

@@ -96,9 +96,10 @@ class _Unobserved:
         """Not counted here."""
 
 
-def at_least_once(bootstrap: str) -> KafkaSettings:
+async def at_least_once(bootstrap: str) -> KafkaSettings:
+    """Settings without transactions, on fresh topics that exist already."""
     name = unique_name("alo-state")
-    return KafkaSettings(
+    settings = KafkaSettings(
         bootstrap_servers=[bootstrap],
         events_topic=f"{name}.events",
         state_topic=f"{name}.state",
@@ -107,6 +108,8 @@ def at_least_once(bootstrap: str) -> KafkaSettings:
         replication_factor=1,
         min_insync_replicas=1,
     )
+    await ensure_topics(settings)
+    return settings
 
 
 async def land(
@@ -132,8 +135,7 @@ async def test_a_restart_numbers_changes_after_events_that_lost_their_state(
     kafka_bootstrap: str,
 ) -> None:
     """Events landed, the crash took their state: the next change follows them."""
-    settings = at_least_once(kafka_bootstrap)
-    await ensure_topics(settings)
+    settings = await at_least_once(kafka_bootstrap)
     publisher = Publisher(settings)
     try:
         state = await land(
@@ -177,8 +179,7 @@ async def test_with_transactions_the_events_topic_is_not_read(
     kafka_bootstrap: str,
 ) -> None:
     """The transactional state is exact already; events are never folded in."""
-    settings = at_least_once(kafka_bootstrap)
-    await ensure_topics(settings)
+    settings = await at_least_once(kafka_bootstrap)
     publisher = Publisher(settings)
     try:
         events, _ = events_of(None, observation("op-9", "RUNNING", 10))
